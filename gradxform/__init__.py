@@ -1,0 +1,62 @@
+"""gradxform: functional optimizer transforms for JAX.
+
+An optimizer is a pure ``(init, update)`` pair and a pytree whose numeric
+hyperparameters are leaves: it composes with :func:`chain`, crosses ``jax.jit``
+without recompiling when a learning rate changes, and ``jax.vmap``-s over
+populations of settings. Defaults reproduce ``torch.optim``'s update rules.
+"""
+
+from importlib import metadata as _metadata
+
+from gradxform import schedules as schedules
+from gradxform._accumulators import EmaState as EmaState
+from gradxform._accumulators import TraceState as TraceState
+from gradxform._accumulators import ema as ema
+from gradxform._accumulators import trace as trace
+from gradxform._adam_variants import ScaleByAdamaxState as ScaleByAdamaxState
+from gradxform._adam_variants import ScaleByLionState as ScaleByLionState
+from gradxform._adam_variants import ScaleByNadamState as ScaleByNadamState
+from gradxform._adam_variants import ScaleByRadamState as ScaleByRadamState
+from gradxform._adam_variants import scale_by_adamax as scale_by_adamax
+from gradxform._adam_variants import scale_by_lion as scale_by_lion
+from gradxform._adam_variants import scale_by_nadam as scale_by_nadam
+from gradxform._adam_variants import scale_by_radam as scale_by_radam
+from gradxform._adaptive import ScaleByAdadeltaState as ScaleByAdadeltaState
+from gradxform._adaptive import ScaleByAdagradState as ScaleByAdagradState
+from gradxform._adaptive import ScaleByRmsState as ScaleByRmsState
+from gradxform._adaptive import scale_by_adadelta as scale_by_adadelta
+from gradxform._adaptive import scale_by_adagrad as scale_by_adagrad
+from gradxform._adaptive import scale_by_adam as scale_by_adam
+from gradxform._adaptive import scale_by_rms as scale_by_rms
+from gradxform._base import EmptyState as EmptyState
+from gradxform._base import GradientTransformation as GradientTransformation
+from gradxform._base import apply_updates as apply_updates
+from gradxform._base import identity as identity
+from gradxform._base import stateless as stateless
+from gradxform._chain import chain as chain
+from gradxform._clipping import ClipState as ClipState
+from gradxform._clipping import clip as clip
+from gradxform._clipping import clip_by_global_norm as clip_by_global_norm
+from gradxform._decay import AddDecayedWeightsState as AddDecayedWeightsState
+from gradxform._decay import add_decayed_weights as add_decayed_weights
+from gradxform._module import static_field as static_field
+from gradxform._optimizers import adadelta as adadelta
+from gradxform._optimizers import adagrad as adagrad
+from gradxform._optimizers import adam as adam
+from gradxform._optimizers import adamax as adamax
+from gradxform._optimizers import adamw as adamw
+from gradxform._optimizers import lion as lion
+from gradxform._optimizers import nadam as nadam
+from gradxform._optimizers import radam as radam
+from gradxform._optimizers import rmsprop as rmsprop
+from gradxform._optimizers import sgd as sgd
+from gradxform._scaling import ScaleState as ScaleState
+from gradxform._scaling import scale as scale
+from gradxform._scaling import scale_by_learning_rate as scale_by_learning_rate
+from gradxform._scaling import scale_by_schedule as scale_by_schedule
+from gradxform._scaling import scale_by_sign as scale_by_sign
+
+try:
+  __version__ = _metadata.version("gradxform")
+except _metadata.PackageNotFoundError:  # running from a source checkout
+  __version__ = "0.1.0"

@@ -1,0 +1,159 @@
+"""The protocol: a gradient transformation is a pure ``(init, update)`` pair.
+
+``init(params) -> state`` builds the optimizer state; ``update(updates, state,
+params=None, **extra) -> (updates, state)`` turns gradients into updates. The
+objects are pytrees (see :mod:`gradxform._module`), so they cross ``jax.jit``
+and ``jax.vmap`` boundaries with their numeric hyperparameters as leaves, and
+they duck-type as optax transforms in both directions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._module import Module, static_field
+
+__all__ = [
+    "EmptyState",
+    "GradientTransformation",
+    "apply_updates",
+    "identity",
+    "stateless",
+]
+
+
+class EmptyState(NamedTuple):
+  """The state of a transform that keeps none (an empty pytree)."""
+
+
+class GradientTransformation(Module):
+  """A gradient transformation: ``init(params) -> state`` and ``update(...)``.
+
+  Two ways to make one:
+
+  * call it with two functions, as in optax:
+    ``gx.GradientTransformation(init_fn, update_fn)``, where
+    ``update_fn(updates, state, params=None, **extra)`` (the ``**extra`` part is
+    optional);
+  * subclass it: fields become hyperparameters (pytree leaves, so they can be
+    traced, vmapped and differentiated), ``static_field()`` marks options, and
+    you define ``init`` and ``update`` methods.
+
+  The update of a chained transform is ``u_{k+1} = T_k(u_k)``; see
+  :func:`gradxform.chain`.
+  """
+
+  def __new__(cls, *args: Any, **kwargs: Any):
+    if cls is GradientTransformation:
+      return object.__new__(_FunctionTransformation)
+    return object.__new__(cls)
+
+  def init(self, params: Any) -> Any:
+    """Returns the initial state for ``params``."""
+    raise NotImplementedError(f"{type(self).__name__} must define init(params).")
+
+  def update(self, updates: Any, state: Any, params: Any = None, **extra: Any) -> tuple[Any, Any]:
+    """Returns ``(new_updates, new_state)``."""
+    raise NotImplementedError(
+        f"{type(self).__name__} must define update(updates, state, params=None, **extra)."
+    )
+
+
+def accepts_extra(fn: Callable) -> bool:
+  """Whether ``fn`` takes ``**kwargs`` (optax transforms without extra args don't)."""
+  try:
+    parameters = inspect.signature(fn).parameters.values()
+  except (TypeError, ValueError):
+    return True
+  return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+class _FunctionTransformation(GradientTransformation):
+  init_fn: Callable = static_field()
+  update_fn: Callable = static_field()
+  takes_extra: bool = static_field(default=True)
+
+  def __init__(self, init: Callable, update: Callable) -> None:
+    if not callable(init) or not callable(update):
+      raise TypeError(
+          "GradientTransformation(init, update) takes two functions: "
+          "init(params) -> state and update(updates, state, params=None, **extra) "
+          f"-> (updates, state); got {type(init).__name__} and {type(update).__name__}."
+      )
+    object.__setattr__(self, "init_fn", init)
+    object.__setattr__(self, "update_fn", update)
+    object.__setattr__(self, "takes_extra", accepts_extra(update))
+
+  def init(self, params):
+    return self.init_fn(params)
+
+  def update(self, updates, state, params=None, **extra):
+    if self.takes_extra:
+      return self.update_fn(updates, state, params, **extra)
+    return self.update_fn(updates, state, params)
+
+
+class _Identity(GradientTransformation):
+
+  def init(self, params):
+    del params
+    return EmptyState()
+
+  def update(self, updates, state, params=None, **extra):
+    del params, extra
+    return updates, state
+
+
+def identity() -> GradientTransformation:
+  """Leaves updates unchanged: ``u ← g``. Useful as a placeholder in a chain."""
+  return _Identity()
+
+
+class _Stateless(GradientTransformation):
+  fn: Callable = static_field()
+
+  def init(self, params):
+    del params
+    return EmptyState()
+
+  def update(self, updates, state, params=None, **extra):
+    del extra
+    return self.fn(updates, params), state
+
+
+def stateless(fn: Callable[[Any, Any], Any]) -> GradientTransformation:
+  """A transform without state from a function ``u ← fn(updates, params)``.
+
+  Example: ``gx.stateless(lambda u, p: jax.tree.map(jnp.sign, u))``.
+  """
+  if not callable(fn):
+    raise TypeError(f"stateless: expected a function fn(updates, params), got {type(fn).__name__}.")
+  return _Stateless(fn)
+
+
+def apply_updates(params: Any, updates: Any) -> Any:
+  """Returns ``p + u`` for every leaf, in each parameter's own dtype.
+
+  The sum is formed in the wider of the two dtypes and cast back, so a float32
+  update applied to bfloat16 parameters leaves them bfloat16. ``None`` updates
+  leave their parameter unchanged.
+  """
+
+  def add(u, p):
+    if u is None:
+      return p
+    p = jnp.asarray(p)
+    dtype = jnp.promote_types(p.dtype, jnp.result_type(u))
+    return (p.astype(dtype) + jnp.asarray(u).astype(dtype)).astype(p.dtype)
+
+  try:
+    return jax.tree.map(add, updates, params, is_leaf=lambda x: x is None)
+  except ValueError as error:
+    raise ValueError(
+        "apply_updates: the updates tree does not match the params tree "
+        f"({error}). Pass the updates returned by update() for these params."
+    ) from None

@@ -1,0 +1,148 @@
+"""Hyperparameters: checked at construction, resolved (and scheduled) at update.
+
+A :class:`Transform` is a :class:`~gradxform.GradientTransformation` whose
+numeric fields are hyperparameters. Each one may be a Python number, an array
+(a traced value under ``jit``/``vmap``/``grad`` included) or a schedule
+``count -> value``. The transform's state always starts with two fields:
+
+* ``count``: int32 scalar, the number of updates applied so far;
+* ``hyperparams``: ``{name: value}``, the value each hyperparameter had at the
+  last update (at ``count=0`` after init), as an array of its own dtype, for
+  logging.
+
+Schedules are evaluated at the count *before* the update (0 at the first
+update), as optax does and as torch's ``LambdaLR`` stepped after
+``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradxform._base import GradientTransformation
+
+__all__ = ["Transform", "check_hyperparameter"]
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _is_concrete(value: Any) -> bool:
+  return not isinstance(value, jax.core.Tracer)
+
+
+def check_hyperparameter(
+    transform: str,
+    name: str,
+    value: Any,
+    *,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> None:
+  """Raises a ``ValueError`` if a concrete hyperparameter is outside its range.
+
+  Schedules and traced values are not checked here (they are only known when
+  the update runs). ``hint`` says what the hyperparameter means and which
+  value to use instead.
+  """
+  if callable(value) or not _is_concrete(value):
+    return
+  if isinstance(value, (bool, np.bool_)) or (
+      hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.bool_)
+  ):
+    raise TypeError(f"{transform}: {name} must be a number, an array or a schedule, not a boolean.")
+  try:
+    array = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError):
+    raise TypeError(
+        f"{transform}: {name} must be a number, an array or a schedule "
+        f"(a function of the step count); got {type(value).__name__}."
+    ) from None
+  shown = value if isinstance(value, numbers.Number) else array
+  if not np.all(np.isfinite(array)):
+    raise ValueError(f"{transform}: {name}={shown} is not finite. {hint}".rstrip())
+  too_low = low is not None and np.any(array <= low if low_open else array < low)
+  too_high = high is not None and np.any(array >= high if high_open else array > high)
+  if too_low or too_high:
+    left = "-inf" if low is None else f"{low:g}"
+    right = "inf" if high is None else f"{high:g}"
+    interval = ("(" if low_open or low is None else "[") + f"{left}, {right}" + (
+        ")" if high_open or high is None else "]")
+    raise ValueError(f"{transform}: {name}={shown} is out of range {interval}. {hint}".rstrip())
+
+
+def _hyper_dtype(value: Any) -> jnp.dtype:
+  dtype = getattr(value, "dtype", None)
+  if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+    return jnp.dtype(dtype)
+  return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+class Transform(GradientTransformation):
+  """Base class of gradxform's transforms with hyperparameters.
+
+  Subclasses define ``State`` (a NamedTuple whose first fields are ``count``
+  and ``hyperparams``), ``init_fields(params) -> dict`` for the other fields,
+  and ``apply(updates, state, params, hp, **extra) -> (updates, dict)`` which
+  returns the new updates and the fields that changed. ``hp`` maps each
+  hyperparameter's name to its current value, a scalar array.
+  """
+
+  def hyperparameter_names(self) -> tuple[str, ...]:
+    """The names of the numeric (non-static, non-transform) fields."""
+    names = []
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if field.metadata.get("static") or value is None or isinstance(
+          value, (bool, str, GradientTransformation)):
+        continue
+      names.append(field.name)
+    return tuple(names)
+
+  def resolve(self, count: jax.Array) -> dict[str, jax.Array]:
+    """Each hyperparameter's value at ``count``, as a scalar array of its own dtype."""
+    values = {}
+    for name in self.hyperparameter_names():
+      value = getattr(self, name)
+      if callable(value):
+        value = value(count)
+      array = jnp.asarray(value, _hyper_dtype(value))
+      if array.ndim != 0:
+        raise ValueError(
+            f"{type(self).__name__.lstrip('_')}: hyperparameter {name} has shape "
+            f"{array.shape}, but must be a scalar. To run several settings at "
+            "once, jax.vmap over the optimizer (stacked hyperparameters become "
+            "one scalar per member)."
+        )
+      values[name] = array
+    return values
+
+  def init_fields(self, params: Any) -> Mapping[str, Any]:
+    del params
+    return {}
+
+  def apply(self, updates, state, params, hp, **extra) -> tuple[Any, Mapping[str, Any]]:
+    raise NotImplementedError
+
+  def init(self, params):
+    count = jnp.zeros([], jnp.int32)
+    return self.State(count=count, hyperparams=self.resolve(count), **self.init_fields(params))
+
+  def update(self, updates, state, params=None, **extra):
+    hp = self.resolve(state.count)
+    updates, fields = self.apply(updates, state, params, hp, **extra)
+    count = jnp.where(state.count < _INT32_MAX, state.count + 1, state.count)
+    return updates, state._replace(count=count, hyperparams=hp, **fields)
+
+
+def step_number(state: Any, hp: Mapping[str, jax.Array], like: str) -> jax.Array:
+  """``t = count + 1`` (the 1-based step of this update) in the dtype of ``hp[like]``."""
+  return (state.count + 1).astype(hp[like].dtype)

@@ -1,0 +1,101 @@
+"""A tiny pytree dataclass base: numeric fields are leaves, options are static.
+
+Every transform and schedule in gradxform is a frozen dataclass registered as a
+pytree. Numeric hyperparameters (floats, arrays, schedules, nested transforms)
+are *children*, so an optimizer can be passed through ``jax.jit`` without
+recompiling when a learning rate changes, and ``jax.vmap``-ed over stacked
+hyperparameters. Fields declared with :func:`static_field` (flags such as
+``nesterov``) and values that cannot be traced (plain Python callables,
+strings, booleans, ``None``) live in the tree definition instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any
+
+import jax
+
+__all__ = ["Module", "static_field"]
+
+
+def static_field(**kwargs: Any) -> Any:
+  """Declares a dataclass field that is never a pytree leaf (a flag or option)."""
+  metadata = dict(kwargs.pop("metadata", {}), static=True)
+  return dataclasses.field(metadata=metadata, **kwargs)
+
+
+def _is_static_value(value: Any) -> bool:
+  """Values that cannot be traced stay in the tree definition."""
+  if value is None:
+    return True
+  if isinstance(value, Module):
+    return False
+  return isinstance(value, (str, bool)) or callable(value)
+
+
+def _flatten_with_keys(obj):
+  children, static = [], []
+  for field in dataclasses.fields(obj):
+    value = getattr(obj, field.name)
+    if field.metadata.get("static") or _is_static_value(value):
+      static.append((field.name, value))
+    else:
+      children.append((jax.tree_util.GetAttrKey(field.name), value))
+  names = tuple(key.name for key, _ in children)
+  return children, (names, tuple(static))
+
+
+def _flatten(obj):
+  children, aux = _flatten_with_keys(obj)
+  return [value for _, value in children], aux
+
+
+def _unflatten(cls, aux, children):
+  names, static = aux
+  obj = object.__new__(cls)
+  for name, value in zip(names, children):
+    object.__setattr__(obj, name, value)
+  for name, value in static:
+    object.__setattr__(obj, name, value)
+  return obj
+
+
+def _leaf_key(leaf: Any) -> Any:
+  """Python numbers compare by value, anything else (arrays, tracers) by identity."""
+  if isinstance(leaf, numbers.Number):
+    return (type(leaf), leaf)
+  return ("id", id(leaf))
+
+
+class Module:
+  """Base class: subclasses become frozen dataclasses registered as pytrees.
+
+  Two modules are equal (and hash equally) when they have the same tree
+  structure, the same static options and the same Python-number leaves; array
+  leaves compare by identity. So ``gx.adam(1e-3) == gx.adam(1e-3)`` holds, and
+  an optimizer used as a static field (Flax's ``TrainState.tx``) is hashable.
+  """
+
+  def __init_subclass__(cls, **kwargs: Any) -> None:
+    super().__init_subclass__(**kwargs)
+    dataclasses.dataclass(frozen=True, eq=False)(cls)
+    jax.tree_util.register_pytree_with_keys(
+        cls,
+        _flatten_with_keys,
+        lambda aux, children: _unflatten(cls, aux, children),
+        _flatten,
+    )
+
+  def _key(self) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten(self)
+    return treedef, tuple(_leaf_key(leaf) for leaf in leaves)
+
+  def __eq__(self, other: Any) -> bool:
+    if type(self) is not type(other):
+      return NotImplemented
+    return self._key() == other._key()
+
+  def __hash__(self) -> int:
+    return hash(self._key())

@@ -1,0 +1,188 @@
+"""Lifting per-leaf math to trees, with precise errors when trees disagree.
+
+The update rules in gradxform are written once, for one array, as a function of
+the gradient leaf, the state leaves and scalar hyperparameters. :func:`leafwise`
+lifts such a rule to whole trees: it checks that the gradient tree matches the
+state (structure, shapes, dtypes), runs the rule in at least float32 (so a
+``b2`` of 0.999 is never rounded to 1.0 for bfloat16 parameters, as torch's
+"opmath" does) and casts every result back to the dtype it is stored in.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "check_floating",
+    "global_norm",
+    "keystr",
+    "leafwise",
+    "zeros_like",
+]
+
+
+def _is_none(x: Any) -> bool:
+  return x is None
+
+
+def keystr(path: Sequence[Any]) -> str:
+  """A readable leaf path, e.g. ``['dense']['kernel']`` (``<root>`` for a bare array)."""
+  return jax.tree_util.keystr(tuple(path)) or "<root>"
+
+
+def compute_dtype(dtype: Any) -> jnp.dtype:
+  """The precision an update rule runs in: the leaf's dtype, at least float32."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def check_floating(name: str, tree: Any, what: str) -> None:
+  """Raises ``TypeError`` naming the first leaf of ``tree`` that is not real floating point."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    dtype = jnp.result_type(leaf)
+    if not jnp.issubdtype(dtype, jnp.floating):
+      kind = "complex" if jnp.issubdtype(dtype, jnp.complexfloating) else "integer/boolean"
+      raise TypeError(
+          f"{name}: the {what} at {keystr(path)} has {kind} dtype {dtype}, but "
+          "optimizers act on real floating-point parameters. Keep such leaves "
+          "out of the optimized tree (split them off, or exclude them with a "
+          "mask), or cast them to a floating dtype."
+      )
+
+
+def zeros_like(name: str, params: Any, dtype: Optional[Any] = None) -> Any:
+  """Per-parameter state initialized to zero (``dtype`` defaults to each parameter's)."""
+  check_floating(name, params, "parameter")
+  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+
+
+def _structure_error(name: str, what: str, got: Any, expected: Any) -> ValueError:
+  got_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(got, is_leaf=_is_none)[0]}
+  exp_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(expected, is_leaf=_is_none)[0]}
+  missing = sorted(exp_paths - got_paths)[:3]
+  extra = sorted(got_paths - exp_paths)[:3]
+  detail = []
+  if missing:
+    detail.append(f"missing leaves {missing}")
+  if extra:
+    detail.append(f"unexpected leaves {extra}")
+  if not detail:
+    detail.append(
+        f"the containers differ: got {jax.tree.structure(got, is_leaf=_is_none)}, "
+        f"expected {jax.tree.structure(expected, is_leaf=_is_none)}"
+    )
+  return ValueError(
+      f"{name}: the {what} tree does not match the optimizer state ({'; '.join(detail)}). "
+      "Pass updates with the same structure as the params given to init(), or "
+      "call init() again for the new parameter tree."
+  )
+
+
+def _check_leaves(name: str, what: str, paths, updates, reference, check_dtype: bool) -> None:
+  for path, g, s in zip(paths, updates, reference):
+    if g is None or s is None:
+      continue
+    if jnp.shape(g) != jnp.shape(s):
+      raise ValueError(
+          f"{name}: the {what} at {keystr(path)} has shape {jnp.shape(g)}, but the "
+          f"optimizer state for it has shape {jnp.shape(s)}. Gradients must have "
+          "the shape of the parameters given to init()."
+      )
+    if check_dtype and jnp.result_type(g) != jnp.result_type(s):
+      raise TypeError(
+          f"{name}: the {what} at {keystr(path)} has dtype {jnp.result_type(g)}, but "
+          f"the optimizer state for it has dtype {jnp.result_type(s)}. Cast the "
+          "gradients to the parameters' dtype (jax.grad returns them in it), or "
+          "call init() with parameters of the gradients' dtype."
+      )
+
+
+def leafwise(
+    name: str,
+    rule: Callable[..., tuple],
+    updates: Any,
+    *states: Any,
+    scalars: Optional[Mapping[str, jax.Array]] = None,
+    check_dtype: Sequence[bool] = (),
+) -> tuple:
+  """Applies ``rule(g, *state_leaves, **scalars) -> (u, *new_state_leaves)`` leaf by leaf.
+
+  Args:
+    name: the transform's name, for error messages.
+    rule: per-leaf math. Receives each gradient leaf and the matching state
+      leaves cast to the compute dtype (at least float32), and the scalars cast
+      to the same dtype. A state passed as ``None`` reaches the rule as ``None``
+      and must come back as ``None``.
+    updates: the incoming updates (gradients). ``None`` leaves pass through.
+    *states: per-parameter state trees with the structure of ``updates``, or
+      ``None``.
+    scalars: named scalar hyperparameters (arrays), cast once per dtype.
+    check_dtype: for each state, whether its dtype must equal the gradients'
+      (true where the state inherited the parameters' dtype). Defaults to true.
+
+  Returns:
+    ``(new_updates, *new_states)``; every leaf keeps the dtype it had.
+  """
+  scalars = dict(scalars or {})
+  flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)
+  paths = [path for path, _ in flat]
+  g_leaves = [leaf for _, leaf in flat]
+  check_floating(name, updates, "update")
+  state_leaves = []
+  for i, state in enumerate(states):
+    if state is None:
+      state_leaves.append([None] * len(g_leaves))
+      continue
+    leaves, state_def = jax.tree.flatten(state, is_leaf=_is_none)
+    if state_def != treedef:
+      raise _structure_error(name, "update", updates, state)
+    strict = check_dtype[i] if i < len(check_dtype) else True
+    _check_leaves(name, "update", paths, g_leaves, leaves, strict)
+    state_leaves.append(leaves)
+
+  cast_cache: dict = {}
+
+  def cast_scalars(dtype):
+    if dtype not in cast_cache:
+      cast_cache[dtype] = {k: jnp.asarray(v, dtype) for k, v in scalars.items()}
+    return cast_cache[dtype]
+
+  outs = [[] for _ in range(1 + len(states))]
+  for i, g in enumerate(g_leaves):
+    olds = [leaves[i] for leaves in state_leaves]
+    if g is None:
+      outs[0].append(None)
+      for j, s in enumerate(olds):
+        outs[j + 1].append(s)
+      continue
+    dtype = compute_dtype(g.dtype)
+    result = rule(
+        g.astype(dtype),
+        *(None if s is None else s.astype(dtype) for s in olds),
+        **cast_scalars(dtype),
+    )
+    outs[0].append(result[0].astype(g.dtype))
+    for j, (new, old) in enumerate(zip(result[1:], olds)):
+      outs[j + 1].append(None if new is None else new.astype(old.dtype))
+  return tuple(
+      None if j > 0 and states[j - 1] is None else jax.tree.unflatten(treedef, leaves)
+      for j, leaves in enumerate(outs)
+  )
+
+
+def global_norm(tree: Any) -> jax.Array:
+  """The Euclidean norm of all leaves together, accumulated in at least float32."""
+  leaves = [x for x in jax.tree.leaves(tree) if x is not None]
+  if not leaves:
+    return jnp.zeros((), jnp.float32)
+  dtype = functools.reduce(jnp.promote_types, [compute_dtype(x.dtype) for x in leaves])
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(dtype))) for x in leaves))
+
+
+def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  """``n / d``, and 0 where ``d == 0`` (with a finite gradient there, unlike a plain ``where``)."""
+  zero = denominator == 0
+  return jnp.where(zero, jnp.zeros_like(numerator), numerator / jnp.where(zero, 1, denominator))
