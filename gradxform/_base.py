@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._module import Module, static_field
+from gradxform._tree import wider
 
 __all__ = [
     "EmptyState",
@@ -147,7 +148,7 @@ def apply_updates(params: Any, updates: Any) -> Any:
     if u is None:
       return p
     p = jnp.asarray(p)
-    dtype = jnp.promote_types(p.dtype, jnp.result_type(u))
+    dtype = wider(p.dtype, jnp.result_type(u))
     return (p.astype(dtype) + jnp.asarray(u).astype(dtype)).astype(p.dtype)
 
   try:

@@ -18,6 +18,7 @@ update), as optax does and as torch's ``LambdaLR`` stepped after
 from __future__ import annotations
 
 import dataclasses
+import re
 import numbers
 from typing import Any, Mapping, Optional
 
@@ -55,6 +56,11 @@ def check_hyperparameter(
   """
   if callable(value) or not _is_concrete(value):
     return
+  if not (isinstance(value, numbers.Number) or hasattr(value, "__array__")):
+    raise TypeError(
+        f"{transform}: {name} must be a number, an array or a schedule "
+        f"(a function of the step count); got {type(value).__name__} {value!r}."
+    )
   if isinstance(value, (bool, np.bool_)) or (
       hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.bool_)
   ):
@@ -96,6 +102,13 @@ class Transform(GradientTransformation):
   hyperparameter's name to its current value, a scalar array.
   """
 
+  def transform_name(self) -> str:
+    """The public name, for messages: ``_ScaleByAdam`` -> ``scale_by_adam`` (or the ``name`` field)."""
+    name = getattr(self, "name", None)
+    if isinstance(name, str):
+      return name
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__.lstrip("_")).lower()
+
   def hyperparameter_names(self) -> tuple[str, ...]:
     """The names of the numeric (non-static, non-transform) fields."""
     names = []
@@ -117,7 +130,7 @@ class Transform(GradientTransformation):
       array = jnp.asarray(value, _hyper_dtype(value))
       if array.ndim != 0:
         raise ValueError(
-            f"{type(self).__name__.lstrip('_')}: hyperparameter {name} has shape "
+            f"{self.transform_name()}: hyperparameter {name} has shape "
             f"{array.shape}, but must be a scalar. To run several settings at "
             "once, jax.vmap over the optimizer (stacked hyperparameters become "
             "one scalar per member)."
@@ -137,6 +150,11 @@ class Transform(GradientTransformation):
     return self.State(count=count, hyperparams=self.resolve(count), **self.init_fields(params))
 
   def update(self, updates, state, params=None, **extra):
+    if not isinstance(state, self.State):
+      raise TypeError(
+          f"{self.transform_name()}: expected a {self.State.__name__} as state, got "
+          f"{type(state).__name__}. Pass the state returned by this transform's "
+          "init() or update() (inside a chain, states are positional: one per stage).")
     hp = self.resolve(state.count)
     updates, fields = self.apply(updates, state, params, hp, **extra)
     count = jnp.where(state.count < _INT32_MAX, state.count + 1, state.count)

@@ -6,7 +6,7 @@ are *children*, so an optimizer can be passed through ``jax.jit`` without
 recompiling when a learning rate changes, and ``jax.vmap``-ed over stacked
 hyperparameters. Fields declared with :func:`static_field` (flags such as
 ``nesterov``) and values that cannot be traced (plain Python callables,
-strings, booleans, ``None``) live in the tree definition instead.
+strings, booleans) live in the tree definition instead.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ def static_field(**kwargs: Any) -> Any:
 
 
 def _is_static_value(value: Any) -> bool:
-  """Values that cannot be traced stay in the tree definition."""
-  if value is None:
-    return True
-  if isinstance(value, Module):
+  """Values that cannot be traced stay in the tree definition.
+
+  ``None`` is *not* static: it is an empty subtree, so that prefix trees built
+  with ``jax.tree.map`` (``vmap``'s ``in_axes``, sharding specs) keep the
+  optimizer's structure.
+  """
+  if value is None or isinstance(value, Module):
     return False
   return isinstance(value, (str, bool)) or callable(value)
 

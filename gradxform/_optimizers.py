@@ -7,7 +7,8 @@ corresponding ``torch.optim`` class step for step.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 from gradxform._accumulators import trace
 from gradxform._adam_variants import scale_by_adamax, scale_by_lion, scale_by_nadam, scale_by_radam
@@ -20,10 +21,27 @@ from gradxform._scaling import scale_by_learning_rate
 __all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "lion", "nadam", "radam", "rmsprop", "sgd"]
 
 
+def _named(optimizer: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
+  """Prefixes construction errors with the optimizer's name: ``adam: scale_by_adam: b1=1.5 ...``."""
+
+  @functools.wraps(optimizer)
+  def build(*args, **kwargs):
+    try:
+      return optimizer(*args, **kwargs)
+    except (TypeError, ValueError) as error:
+      message = str(error)
+      if message.startswith(f"{optimizer.__name__}:"):
+        raise
+      raise type(error)(f"{optimizer.__name__}: {message}") from None
+
+  return build
+
+
 def _is_literal_zero(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
 
 
+@_named
 def sgd(learning_rate: Any, momentum: Any = 0.0, nesterov: bool = False,
         weight_decay: Any = 0.0) -> GradientTransformation:
   """Stochastic gradient descent with optional momentum, as ``torch.optim.SGD``.
@@ -52,6 +70,7 @@ def sgd(learning_rate: Any, momentum: Any = 0.0, nesterov: bool = False,
   return chain(*stages)
 
 
+@_named
 def adagrad(learning_rate: Any, initial_accumulator_value: Any = 0.0,
             eps: Any = 1e-10) -> GradientTransformation:
   """Adagrad, as ``torch.optim.Adagrad``: ``chain(scale_by_adagrad(...), scale_by_learning_rate(lr))``.
@@ -65,6 +84,7 @@ def adagrad(learning_rate: Any, initial_accumulator_value: Any = 0.0,
   return chain(scale_by_adagrad(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate))
 
 
+@_named
 def adadelta(learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6) -> GradientTransformation:
   """Adadelta, as ``torch.optim.Adadelta``: ``chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(lr))``.
 
@@ -77,6 +97,7 @@ def adadelta(learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6) -> Gradi
   return chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
 
 
+@_named
 def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bool = False,
             momentum: Any = 0.0) -> GradientTransformation:
   """RMSProp, as ``torch.optim.RMSprop`` (``decay`` is torch's ``alpha``).
@@ -97,6 +118,7 @@ def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bo
   return chain(*stages)
 
 
+@_named
 def adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
          amsgrad: bool = False) -> GradientTransformation:
   """Adam, as ``torch.optim.Adam``: ``chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad), scale_by_learning_rate(lr))``.
@@ -108,6 +130,7 @@ def adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
   return chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad), scale_by_learning_rate(learning_rate))
 
 
+@_named
 def adamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
           weight_decay: Any = 1e-2, amsgrad: bool = False) -> GradientTransformation:
   """AdamW, as ``torch.optim.AdamW`` (default ``weight_decay=1e-2``; optax's is 1e-4).
@@ -122,6 +145,7 @@ def adamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
                scale_by_learning_rate(learning_rate))
 
 
+@_named
 def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
           momentum_decay: Any = 4e-3) -> GradientTransformation:
   """NAdam, as ``torch.optim.NAdam``: ``chain(scale_by_nadam(...), scale_by_learning_rate(lr))``.
@@ -132,6 +156,7 @@ def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
   return chain(scale_by_nadam(b1, b2, eps, momentum_decay), scale_by_learning_rate(learning_rate))
 
 
+@_named
 def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
   """RAdam, as ``torch.optim.RAdam``: ``chain(scale_by_radam(b1, b2, eps), scale_by_learning_rate(lr))``.
 
@@ -141,6 +166,7 @@ def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -
   return chain(scale_by_radam(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
 
+@_named
 def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
   """Adamax, as ``torch.optim.Adamax``: ``chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(lr))``.
 
@@ -150,6 +176,7 @@ def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) 
   return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
 
+@_named
 def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, weight_decay: Any = 0.0) -> GradientTransformation:
   """Lion (Chen et al. 2023): ``chain(scale_by_lion(b1, b2), add_decayed_weights(wd), scale_by_learning_rate(lr))``.
 

@@ -10,7 +10,6 @@ state (structure, shapes, dtypes), runs the rule in at least float32 (so a
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
@@ -34,9 +33,18 @@ def keystr(path: Sequence[Any]) -> str:
   return jax.tree_util.keystr(tuple(path)) or "<root>"
 
 
+def wider(*dtypes: Any) -> jnp.dtype:
+  """The widest of floating dtypes (by size), without consulting the promotion rules.
+
+  ``jnp.promote_types`` refuses mixed widths under strict dtype promotion; the
+  library chooses its own precision explicitly instead.
+  """
+  return max((jnp.dtype(d) for d in dtypes), key=lambda d: d.itemsize)
+
+
 def compute_dtype(dtype: Any) -> jnp.dtype:
   """The precision an update rule runs in: the leaf's dtype, at least float32."""
-  return jnp.promote_types(dtype, jnp.float32)
+  return wider(dtype, jnp.float32)
 
 
 def check_floating(name: str, tree: Any, what: str) -> None:
@@ -178,7 +186,7 @@ def global_norm(tree: Any) -> jax.Array:
   leaves = [x for x in jax.tree.leaves(tree) if x is not None]
   if not leaves:
     return jnp.zeros((), jnp.float32)
-  dtype = functools.reduce(jnp.promote_types, [compute_dtype(x.dtype) for x in leaves])
+  dtype = compute_dtype(wider(*(x.dtype for x in leaves)))
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(dtype))) for x in leaves))
 
 

@@ -1,0 +1,45 @@
+"""Small shared helpers for the tests: running a transform over a gradient stream."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gradxform as gx
+
+
+def cast(tree, dtype):
+  return jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
+
+
+def run(opt, params, stream, dtype, jit=False):
+  """Applies ``opt`` to each gradient of ``stream``; returns (updates per step, params, state)."""
+  params = cast(params, dtype)
+  state = opt.init(params)
+  update = jax.jit(opt.update) if jit else opt.update
+  updates_seen = []
+  for grads in stream:
+    updates, state = update(cast(grads, dtype), state, params)
+    params = gx.apply_updates(params, updates)
+    updates_seen.append(updates)
+  return updates_seen, params, state
+
+
+def run_reference(reference, params, stream):
+  """The same loop for a NumPy reference (leaves in sorted-key order, float64)."""
+  keys = sorted(params)
+  p = [np.asarray(params[k], np.float64) for k in keys]
+  updates_seen = []
+  for grads in stream:
+    u = reference([np.asarray(grads[k], np.float64) for k in keys], p)
+    p = [pi + ui for pi, ui in zip(p, u)]
+    updates_seen.append(dict(zip(keys, u)))
+  return updates_seen, dict(zip(keys, p))
+
+
+def assert_trees_close(actual, expected, rtol, atol, what=""):
+  flat_a, tree_a = jax.tree.flatten(actual)
+  flat_e, tree_e = jax.tree.flatten(expected)
+  assert tree_a == tree_e, f"{what}: structures differ: {tree_a} vs {tree_e}"
+  for a, e in zip(flat_a, flat_e):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(e, np.float64),
+                               rtol=rtol, atol=atol, err_msg=what)
