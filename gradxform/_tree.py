@@ -137,7 +137,7 @@ def leafwise(
   scalars = dict(scalars or {})
   flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)
   paths = [path for path, _ in flat]
-  g_leaves = [leaf for _, leaf in flat]
+  g_leaves = [None if leaf is None else jnp.asarray(leaf) for _, leaf in flat]
   check_floating(name, updates, "update")
   state_leaves = []
   for i, state in enumerate(states):
@@ -147,6 +147,7 @@ def leafwise(
     leaves, state_def = jax.tree.flatten(state, is_leaf=_is_none)
     if state_def != treedef:
       raise _structure_error(name, "update", updates, state)
+    leaves = [None if leaf is None else jnp.asarray(leaf) for leaf in leaves]
     strict = check_dtype[i] if i < len(check_dtype) else True
     _check_leaves(name, "update", paths, g_leaves, leaves, strict)
     state_leaves.append(leaves)
@@ -183,7 +184,7 @@ def leafwise(
 
 def global_norm(tree: Any) -> jax.Array:
   """The Euclidean norm of all leaves together, accumulated in at least float32."""
-  leaves = [x for x in jax.tree.leaves(tree) if x is not None]
+  leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
   if not leaves:
     return jnp.zeros((), jnp.float32)
   dtype = compute_dtype(wider(*(x.dtype for x in leaves)))

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tests.catalogue import OPTIMIZERS, gradient_stream, initial_params
-from tests.helpers import run
 
 torch = pytest.importorskip("torch")
 

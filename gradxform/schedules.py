@@ -1,1 +1,0 @@
-"""Schedules (placeholder, being written)."""
