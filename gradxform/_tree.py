@@ -64,7 +64,8 @@ def check_floating(name: str, tree: Any, what: str) -> None:
 def zeros_like(name: str, params: Any, dtype: Optional[Any] = None) -> Any:
   """Per-parameter state initialized to zero (``dtype`` defaults to each parameter's)."""
   check_floating(name, params, "parameter")
-  return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+  # zeros_like (not zeros(shape)) keeps a sharded parameter's sharding in the state
+  return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or jnp.result_type(p)), params)
 
 
 def _structure_error(name: str, what: str, got: Any, expected: Any) -> ValueError:
