@@ -1,0 +1,440 @@
+#!/usr/bin/env python
+"""Time one optimizer update step: gradxform's Adam against hand-written JAX, optax and torch.
+
+Each JAX implementation is the same jitted, donated step::
+
+    step = jax.jit(step_fn, donate_argnums=(0, 1))      # params, state
+    def step_fn(params, state, grads):
+      updates, state = opt.update(grads, state, params)
+      return apply_updates(params, updates), state
+
+for ``gx.adam(1e-3)``, ``optax.adam(1e-3)`` and a hand-written per-leaf Adam
+in plain ``jax.numpy`` (torch's rule, with the same donation). When torch is
+importable, ``torch.optim.Adam(foreach=True)`` and ``torch.optim.Adam(fused=True)``
+run on the CPU as well (one thread). The gradients are a fixed input (not
+donated); the parameters move by one Adam step per call.
+
+Two trees:
+
+* ``big``: a 12-layer transformer (d_model 384, MLP 1536, vocabulary 8192,
+  1024 positions): 148 leaves, 24,833,280 parameters;
+* ``many``: 2,000 leaves of 32x32, 2,048,000 parameters (per-leaf overheads).
+
+Reported per implementation: the time of the first call (trace + compile +
+run; for torch the first ``step()``, which allocates the state), the time to
+trace the step alone, and the median (with the 25th-75th percentiles) of N
+timed calls after warm-up. A "jit floor" row times a jitted, donated step that
+returns its inputs unchanged: the cost of moving that many buffers through a
+jit call, with no arithmetic. The implementations are timed round-robin (one
+call each per round, the order rotating every round), so that noise on a
+shared machine hits all of them alike. The table gives ratios against the
+hand-written Adam and against optax, and the ideal memory-bound time at 28
+bytes per parameter (read p, g, m, v; write p, m, v: 7 float32) using a
+bandwidth measured in the same rounds by a jitted, donated ``x * 1.0001`` on a
+large float32 buffer (bytes moved = 2 x size x 4).
+
+Threads: by default the whole process is pinned to one CPU core
+(``os.sched_setaffinity``) and ``XLA_FLAGS`` gets
+``--xla_cpu_multi_thread_eigen=false`` before jax is imported, and torch runs
+with ``torch.set_num_threads(1)``. The XLA flag alone did not make XLA:CPU
+single-threaded on our machine (a large element-wise loop still used up to
+~1.7 CPU-seconds per second: XLA:CPU runs large loops on its own thread
+pool); the affinity does.
+``--all-threads`` leaves both alone.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/update_step.py            # both trees, ~2 min on 2 cores
+    PYTHONPATH=. python benchmarks/update_step.py --quick    # tiny trees, seconds
+    PYTHONPATH=. python benchmarks/update_step.py --trees many --reps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
+BYTES_PER_PARAM = 28  # read p, g, m, v and write p, m, v, float32
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true",
+                      help="tiny trees and few repetitions (a smoke test; finishes in seconds)")
+  parser.add_argument("--reps", type=int, default=None,
+                      help="timed calls per implementation (default 50; 5 with --quick)")
+  parser.add_argument("--warmup", type=int, default=None,
+                      help="untimed calls per implementation after the first (default 3; 1 with --quick)")
+  parser.add_argument("--trees", choices=["big", "many", "both"], default="both")
+  parser.add_argument("--no-torch", action="store_true", help="skip torch.optim even if importable")
+  parser.add_argument("--no-optax", action="store_true", help="skip optax even if importable")
+  parser.add_argument("--all-threads", action="store_true",
+                      help="do not pin the process to one core (JAX and torch use their default threads)")
+  args = parser.parse_args(argv)
+  if args.reps is None:
+    args.reps = 5 if args.quick else 50
+  if args.warmup is None:
+    args.warmup = 1 if args.quick else 3
+  if args.reps < 1:
+    parser.error("--reps must be >= 1")
+  return args
+
+
+def configure_threads(all_threads: bool) -> str:
+  """Must run before jax is imported. Returns a description for the header."""
+  if all_threads:
+    return f"default threading ({os.cpu_count()} CPUs visible)"
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_cpu_multi_thread_eigen" not in flags:
+    os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+  pinned = "affinity not supported here"
+  if hasattr(os, "sched_setaffinity"):
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    pinned = f"process pinned to CPU {cpu}"
+  return f"single core: {pinned}, XLA_FLAGS={os.environ['XLA_FLAGS']!r}, torch.set_num_threads(1)"
+
+
+# --------------------------------------------------------------------------- trees
+
+
+def transformer_shapes(layers=12, d=384, vocab=8192, positions=1024, mlp=4):
+  """A GPT-style parameter tree: 12 leaves per layer, plus embeddings and a final norm."""
+  shapes = {"embed/tokens": (vocab, d), "embed/positions": (positions, d)}
+  for i in range(layers):
+    p = f"layer{i:02d}/"
+    shapes.update({
+        p + "ln1/scale": (d,), p + "ln1/bias": (d,),
+        p + "attn/qkv/kernel": (d, 3 * d), p + "attn/qkv/bias": (3 * d,),
+        p + "attn/out/kernel": (d, d), p + "attn/out/bias": (d,),
+        p + "ln2/scale": (d,), p + "ln2/bias": (d,),
+        p + "mlp/fc1/kernel": (d, mlp * d), p + "mlp/fc1/bias": (mlp * d,),
+        p + "mlp/fc2/kernel": (mlp * d, d), p + "mlp/fc2/bias": (d,),
+    })
+  shapes.update({"final_ln/scale": (d,), "final_ln/bias": (d,)})
+  return shapes
+
+
+def many_shapes(leaves=2000, side=32):
+  return {f"w{i:04d}": (side, side) for i in range(leaves)}
+
+
+def tree_specs(quick: bool):
+  if quick:
+    return {
+        "big": ("transformer, 2 layers, d=64, vocab 512, 64 positions",
+                transformer_shapes(layers=2, d=64, vocab=512, positions=64)),
+        "many": ("50 leaves of 8x8", many_shapes(leaves=50, side=8)),
+    }
+  return {
+      "big": ("transformer, 12 layers, d_model 384, MLP 1536, vocab 8192, 1024 positions",
+              transformer_shapes()),
+      "many": ("2,000 leaves of 32x32", many_shapes()),
+  }
+
+
+def make_arrays(shapes, seed):
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  return {k: rng.standard_normal(s, dtype=np.float32) * np.float32(0.02) for k, s in shapes.items()}
+
+
+# --------------------------------------------------------------------------- implementations
+
+
+class Impl:
+  """One implementation: ``call()`` runs one step and blocks until it is done."""
+
+  name: str
+  first_call_s: float = float("nan")
+  trace_s: float = float("nan")
+
+  def __init__(self):
+    self.times = []
+
+  def setup(self, params_np, grads_np):
+    raise NotImplementedError
+
+  def call(self):
+    raise NotImplementedError
+
+  def params_np(self):
+    raise NotImplementedError
+
+
+class JaxImpl(Impl):
+
+  def __init__(self, name, init_fn, step_fn):
+    super().__init__()
+    self.name, self.init_fn, self.step_fn = name, init_fn, step_fn
+
+  def setup(self, params_np, grads_np):
+    import jax
+    import jax.numpy as jnp
+    self.jax = jax
+    # Own copies: donation invalidates the buffers passed in.
+    self.params = {k: jnp.array(v) for k, v in params_np.items()}
+    self.grads = {k: jnp.array(v) for k, v in grads_np.items()}
+    self.state = self.init_fn(self.params)
+    jax.block_until_ready((self.params, self.state, self.grads))
+    self.jitted = jax.jit(self.step_fn, donate_argnums=(0, 1))
+    # Tracing cost alone (Python side), on a fresh function object so no cache is hit.
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                            (self.params, self.state, self.grads))
+    t0 = time.perf_counter()
+    jax.make_jaxpr(lambda p, s, g: self.step_fn(p, s, g))(*abstract)
+    self.trace_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    self.call()
+    self.first_call_s = time.perf_counter() - t0
+
+  def call(self):
+    self.params, self.state = self.jitted(self.params, self.state, self.grads)
+    self.jax.block_until_ready((self.params, self.state))
+
+  def params_np(self):
+    import numpy as np
+    return {k: np.asarray(v) for k, v in self.params.items()}
+
+
+def gx_impl():
+  import gradxform as gx
+  opt = gx.adam(LR)
+
+  def step(params, state, grads):
+    updates, state = opt.update(grads, state, params)
+    return gx.apply_updates(params, updates), state
+
+  return JaxImpl("gx.adam", opt.init, step)
+
+
+def optax_impl():
+  import optax
+  opt = optax.adam(LR)
+
+  def step(params, state, grads):
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return JaxImpl("optax.adam", opt.init, step)
+
+
+def hand_impl():
+  """Per-leaf Adam in plain jax.numpy, torch's rule (``_single_tensor_adam``)."""
+  import jax.numpy as jnp
+
+  def init(params):
+    zeros = lambda: {k: jnp.zeros_like(v) for k, v in params.items()}
+    return jnp.zeros([], jnp.int32), zeros(), zeros()
+
+  def step(params, state, grads):
+    count, mu, nu = state
+    t = (count + 1).astype(jnp.float32)
+    bias_correction1 = 1 - jnp.float32(B1) ** t
+    bias_correction2_sqrt = jnp.sqrt(1 - jnp.float32(B2) ** t)
+    step_size = jnp.float32(LR) / bias_correction1
+    new_p, new_m, new_v = {}, {}, {}
+    for k, p in params.items():
+      g = grads[k]
+      m = B1 * mu[k] + (1 - B1) * g
+      v = B2 * nu[k] + (1 - B2) * g * g
+      denom = jnp.sqrt(v) / bias_correction2_sqrt + EPS
+      new_p[k], new_m[k], new_v[k] = p - step_size * m / denom, m, v
+    return new_p, (count + 1, new_m, new_v)
+
+  return JaxImpl("hand-written jnp", init, step)
+
+
+def floor_impl():
+  """Not an optimizer: a jitted, donated step returning its (hand-written) params and state.
+
+  It moves the same buffers across the jit boundary as the Adam steps and
+  computes nothing, so it is the per-call floor of dispatch and bookkeeping
+  (which grows with the number of leaves).
+  """
+  return JaxImpl("jit floor (identity)", hand_impl().init_fn, lambda params, state, grads: (params, state))
+
+
+class TorchImpl(Impl):
+
+  def __init__(self, variant):
+    super().__init__()
+    self.variant = variant
+    self.name = f"torch Adam {variant}"
+
+  def setup(self, params_np, grads_np):
+    import torch
+    self.torch = torch
+    self.params = [torch.tensor(v, requires_grad=True) for v in params_np.values()]
+    self.keys = list(params_np)
+    for p, g in zip(self.params, grads_np.values()):
+      p.grad = torch.tensor(g)
+    kwargs = {"foreach": True} if self.variant == "foreach" else {"fused": True}
+    self.opt = torch.optim.Adam(self.params, lr=LR, betas=(B1, B2), eps=EPS, **kwargs)
+    t0 = time.perf_counter()
+    self.call()
+    self.first_call_s = time.perf_counter() - t0
+
+  def call(self):
+    self.opt.step()
+
+  def params_np(self):
+    return {k: p.detach().numpy().copy() for k, p in zip(self.keys, self.params)}
+
+
+class Bandwidth(Impl):
+  """In-place ``x * 1.0001`` on a donated float32 buffer: 2 x size x 4 bytes per call."""
+
+  name = "bandwidth probe"
+
+  def __init__(self, size):
+    super().__init__()
+    self.size = size
+
+  def setup(self, params_np=None, grads_np=None):
+    import jax
+    import jax.numpy as jnp
+    self.x = jnp.ones(self.size, jnp.float32)
+    self.jitted = jax.jit(lambda x: x * jnp.float32(1.0001), donate_argnums=0)
+    t0 = time.perf_counter()
+    self.call()
+    self.first_call_s = time.perf_counter() - t0
+
+  def call(self):
+    self.x = self.jitted(self.x)
+    self.x.block_until_ready()
+
+  def bytes_per_call(self):
+    return 2 * self.size * 4
+
+
+# --------------------------------------------------------------------------- running
+
+
+def build_impls(args):
+  impls = [gx_impl(), hand_impl()]
+  notes = []
+  if not args.no_optax:
+    try:
+      impls.append(optax_impl())
+    except ImportError as error:
+      notes.append(f"optax not importable ({error}); skipped")
+  if not args.no_torch:
+    try:
+      import torch
+      if not args.all_threads:
+        torch.set_num_threads(1)
+      impls += [TorchImpl("foreach"), TorchImpl("fused")]
+    except ImportError as error:
+      notes.append(f"torch not importable ({error}); skipped")
+  return impls, notes
+
+
+def percentile(values, q):
+  import numpy as np
+  return float(np.percentile(np.asarray(values), q))
+
+
+def run_tree(label, description, shapes, args):
+  import numpy as np
+  n_params = int(sum(np.prod(s) for s in shapes.values()))
+  print(f"\n=== tree '{label}': {description}: {len(shapes)} leaves, {n_params:,} parameters "
+        f"({n_params * 4 / 2**20:.1f} MiB per float32 copy)")
+  params_np, grads_np = make_arrays(shapes, 0), make_arrays(shapes, 1)
+  impls, notes = build_impls(args)
+  for note in notes:
+    print("note:", note)
+  probe = Bandwidth(size=(1 << 22) if args.quick else (1 << 26))
+  floor = floor_impl()
+
+  # First calls (compile) one after another; then a correctness check after one step.
+  for impl in [probe, floor] + impls:
+    impl.setup(params_np, grads_np)
+  reference = impls[1].params_np()  # hand-written
+  check = {}
+  for impl in impls:
+    got = impl.params_np()
+    check[impl.name] = max(float(np.max(np.abs(got[k] - reference[k]))) for k in reference)
+  moved = max(float(np.max(np.abs(reference[k] - params_np[k]))) for k in reference)
+  print(f"after one step, max |params - hand-written| (the step itself moves params by up to {moved:.1e}):")
+  print("  " + ", ".join(f"{name}: {d:.1e}" for name, d in check.items()))
+  for name, d in check.items():
+    if not d <= 10 * LR * 1e-3:  # 1e-3 relative to the step size: a wrong rule would be far off
+      print(f"WARNING: {name} disagrees with the hand-written Adam after one step ({d:.2e})")
+
+  everyone = [probe, floor] + impls
+  for impl in everyone:
+    for _ in range(args.warmup):
+      impl.call()
+  for rep in range(args.reps):
+    shift = rep % len(everyone)
+    for impl in everyone[shift:] + everyone[:shift]:
+      t0 = time.perf_counter()
+      impl.call()
+      impl.times.append(time.perf_counter() - t0)
+
+  bandwidth = probe.bytes_per_call() / percentile(probe.times, 50)
+  ideal = BYTES_PER_PARAM * n_params / bandwidth
+  med = {impl.name: percentile(impl.times, 50) for impl in impls}
+  hand = med["hand-written jnp"]
+  optax_med = med.get("optax.adam")
+
+  print(f"bandwidth probe: {bandwidth / 1e9:.1f} GB/s (median of {len(probe.times)}, "
+        f"{probe.size * 4 / 2**20:.0f} MiB buffer) -> ideal step at {BYTES_PER_PARAM} B/param: "
+        f"{ideal * 1e3:.2f} ms")
+  header = (f"{'implementation':<20} {'trace s':>8} {'1st call s':>10} {'ms/step':>9} "
+            f"{'p25-p75 ms':>15} {'vs hand':>8} {'vs optax':>9} {'vs ideal':>9}")
+  print(header)
+  print("-" * len(header))
+  for impl in impls:
+    m = med[impl.name]
+    spread = f"{percentile(impl.times, 25) * 1e3:.2f}-{percentile(impl.times, 75) * 1e3:.2f}"
+    trace = f"{impl.trace_s:.2f}" if impl.trace_s == impl.trace_s else "-"
+    vs_optax = f"{m / optax_med:.2f}x" if optax_med else "-"
+    print(f"{impl.name:<20} {trace:>8} {impl.first_call_s:>10.2f} {m * 1e3:>9.2f} {spread:>15} "
+          f"{m / hand:>7.2f}x {vs_optax:>9} {m / ideal:>8.2f}x")
+  print(f"{'ideal (28 B/param)':<20} {'':>8} {'':>10} {ideal * 1e3:>9.2f}")
+  m = percentile(floor.times, 50)
+  spread = f"{percentile(floor.times, 25) * 1e3:.2f}-{percentile(floor.times, 75) * 1e3:.2f}"
+  print(f"{floor.name:<20} {floor.trace_s:>8.2f} {floor.first_call_s:>10.2f} {m * 1e3:>9.2f} "
+        f"{spread:>15}   (no arithmetic: per-call dispatch floor for these buffers)")
+  return {"tree": label, "n_params": n_params, "medians": med, "ideal": ideal, "bandwidth": bandwidth}
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  threads = configure_threads(args.all_threads)  # before jax is imported
+  import jax
+  import numpy as np
+
+  versions = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
+  for module in ("jax", "jaxlib", "gradxform", "optax", "torch"):
+    try:
+      versions.append(f"{module} {getattr(__import__(module), '__version__', '?')}")
+    except ImportError:
+      versions.append(f"{module} (not importable)")
+  print(f"update_step benchmark, {datetime.date.today().isoformat()}, "
+        f"{'quick' if args.quick else 'full'} mode, {args.reps} timed calls per implementation "
+        f"after {args.warmup} warm-up calls")
+  print("machine:", platform.platform(), f"| {os.cpu_count()} CPUs |", platform.processor() or "")
+  print("threads:", threads)
+  print("jax.devices():", jax.devices())
+  print("versions:", ", ".join(versions))
+
+  specs = tree_specs(args.quick)
+  labels = ["big", "many"] if args.trees == "both" else [args.trees]
+  t0 = time.perf_counter()
+  for label in labels:
+    description, shapes = specs[label]
+    run_tree(label, description, shapes, args)
+  print(f"\ntotal time {time.perf_counter() - t0:.1f} s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
