@@ -39,6 +39,15 @@ from gradxform._clipping import clip as clip
 from gradxform._clipping import clip_by_global_norm as clip_by_global_norm
 from gradxform._decay import AddDecayedWeightsState as AddDecayedWeightsState
 from gradxform._decay import add_decayed_weights as add_decayed_weights
+from gradxform._groups import MaskedState as MaskedState
+from gradxform._groups import PartitionState as PartitionState
+from gradxform._groups import freeze as freeze
+from gradxform._groups import masked as masked
+from gradxform._groups import partition as partition
+from gradxform._groups import set_to_zero as set_to_zero
+from gradxform._inspect import hyperparams as hyperparams
+from gradxform._inspect import tree_get as tree_get
+from gradxform._inspect import tree_set as tree_set
 from gradxform._module import static_field as static_field
 from gradxform._optimizers import adadelta as adadelta
 from gradxform._optimizers import adagrad as adagrad

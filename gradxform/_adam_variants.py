@@ -37,10 +37,11 @@ class _ScaleByAdamax(Transform):
   b2: Any
   eps: Any
   numerator: GradientTransformation
+  nu_dtype: Optional[Any] = static_field(default=None)
   State = ScaleByAdamaxState
 
   def init_fields(self, params):
-    return {"inf_norm": _tree.zeros_like("scale_by_adamax", params),
+    return {"inf_norm": _tree.zeros_like("scale_by_adamax", params, self.nu_dtype),
             "numerator": self.numerator.init(params)}
 
   def apply(self, updates, state, params, hp, **extra):
@@ -51,11 +52,13 @@ class _ScaleByAdamax(Transform):
       return _tree.divide_or_zero(num, inf_norm), num, inf_norm
 
     updates, _, inf_norm = _tree.leafwise("scale_by_adamax", rule, updates, numerator,
-                                          state.inf_norm, scalars=hp)
+                                          state.inf_norm, scalars=hp,
+                                          check_dtype=(True, self.nu_dtype is None))
     return updates, {"inf_norm": inf_norm, "numerator": numerator_state}
 
 
-def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
+def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype: Optional[Any] = None,
+                    nu_dtype: Optional[Any] = None) -> GradientTransformation:
   """Adamax (Kingma & Ba 2015, Algorithm 2), as ``torch.optim.Adamax``.
 
   .. math::
@@ -66,14 +69,16 @@ def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Gradient
 
   eps is added to ``|g|`` inside the max, as torch and optax do. Like Adam
   it is a bias-corrected :func:`ema` (the numerator) divided by a per-coordinate
-  scale of the same gradient.
+  scale of the same gradient. ``mu_dtype``/``nu_dtype`` set the dtypes of ``m``
+  and ``u^∞`` (default: the parameters').
 
   References:
     Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization", Section 7.1,
     https://arxiv.org/abs/1412.6980
   """
   _check_betas("scale_by_adamax", b1, b2, eps)
-  return _ScaleByAdamax(b2, eps, _Ema(b1, debias=True, name="scale_by_adamax"))
+  return _ScaleByAdamax(b2, eps, _Ema(b1, debias=True, dtype=mu_dtype, name="scale_by_adamax"),
+                        nu_dtype=nu_dtype)
 
 
 class ScaleByNadamState(NamedTuple):
@@ -91,13 +96,15 @@ class _ScaleByNadam(Transform):
   b2: Any
   eps: Any
   momentum_decay: Any
+  mu_dtype: Optional[Any] = static_field(default=None)
+  nu_dtype: Optional[Any] = static_field(default=None)
   State = ScaleByNadamState
 
   def init_fields(self, params):
     b1 = self.resolve(jnp.zeros([], jnp.int32))["b1"]
     return {"mu_product": jnp.ones([], b1.dtype),
-            "mu": _tree.zeros_like("scale_by_nadam", params),
-            "nu": _tree.zeros_like("scale_by_nadam", params)}
+            "mu": _tree.zeros_like("scale_by_nadam", params, self.mu_dtype),
+            "nu": _tree.zeros_like("scale_by_nadam", params, self.nu_dtype)}
 
   def apply(self, updates, state, params, hp, **extra):
     b1, b2, psi = hp["b1"], hp["b2"], hp["momentum_decay"].astype(hp["b1"].dtype)
@@ -118,12 +125,14 @@ class _ScaleByNadam(Transform):
       denom = jnp.sqrt(nu / correction) + eps
       return _tree.divide_or_zero(grad_coef * g + mom_coef * mu, denom), mu, nu
 
-    updates, mu, nu = _tree.leafwise("scale_by_nadam", rule, updates, state.mu, state.nu, scalars=scalars)
+    updates, mu, nu = _tree.leafwise("scale_by_nadam", rule, updates, state.mu, state.nu, scalars=scalars,
+                                   check_dtype=(self.mu_dtype is None, self.nu_dtype is None))
     return updates, {"mu_product": mu_product.astype(state.mu_product.dtype), "mu": mu, "nu": nu}
 
 
 def scale_by_nadam(
-    b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, momentum_decay: Any = 4e-3
+    b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, momentum_decay: Any = 4e-3, *,
+    mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> GradientTransformation:
   """NAdam (Dozat 2016) with torch's momentum-decay schedule, as ``torch.optim.NAdam``.
 
@@ -145,6 +154,7 @@ def scale_by_nadam(
     b1, b2: moment decays in [0, 1).
     eps: ``ε ≥ 0`` outside the root.
     momentum_decay: ``ψ ≥ 0``.
+    mu_dtype, nu_dtype: dtypes of ``m`` and ``v`` (default: the parameters').
 
   References:
     Dozat, 2016, "Incorporating Nesterov Momentum into Adam",
@@ -153,7 +163,7 @@ def scale_by_nadam(
   _check_betas("scale_by_nadam", b1, b2, eps)
   check_hyperparameter("scale_by_nadam", "momentum_decay", momentum_decay, low=0.0,
                        hint="momentum_decay (ψ) must be non-negative; torch uses 4e-3.")
-  return _ScaleByNadam(b1, b2, eps, momentum_decay)
+  return _ScaleByNadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
 
 class ScaleByRadamState(NamedTuple):
@@ -169,11 +179,13 @@ class _ScaleByRadam(Transform):
   b1: Any
   b2: Any
   eps: Any
+  mu_dtype: Optional[Any] = static_field(default=None)
+  nu_dtype: Optional[Any] = static_field(default=None)
   State = ScaleByRadamState
 
   def init_fields(self, params):
-    return {"mu": _tree.zeros_like("scale_by_radam", params),
-            "nu": _tree.zeros_like("scale_by_radam", params)}
+    return {"mu": _tree.zeros_like("scale_by_radam", params, self.mu_dtype),
+            "nu": _tree.zeros_like("scale_by_radam", params, self.nu_dtype)}
 
   def apply(self, updates, state, params, hp, **extra):
     b1, b2 = hp["b1"], hp["b2"].astype(hp["b1"].dtype)
@@ -199,11 +211,13 @@ class _ScaleByRadam(Transform):
       adaptive = adaptive_coef * _tree.divide_or_zero(m_hat, jnp.sqrt(nu) + eps)
       return adaptive + plain_coef * m_hat, mu, nu
 
-    updates, mu, nu = _tree.leafwise("scale_by_radam", rule, updates, state.mu, state.nu, scalars=scalars)
+    updates, mu, nu = _tree.leafwise("scale_by_radam", rule, updates, state.mu, state.nu, scalars=scalars,
+                                   check_dtype=(self.mu_dtype is None, self.nu_dtype is None))
     return updates, {"mu": mu, "nu": nu}
 
 
-def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
+def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype: Optional[Any] = None,
+                   nu_dtype: Optional[Any] = None) -> GradientTransformation:
   """Rectified Adam (Liu et al. 2020), as ``torch.optim.RAdam``.
 
   .. math::
@@ -218,14 +232,15 @@ def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientT
 
   with ``m``, ``v`` the moments of :func:`scale_by_adam`. As torch, eps is
   added to ``√v`` (not ``√v̂``) and rectification starts when ``ρ_t > 5``;
-  optax uses ``ρ_t ≥ 5`` and eps on ``√v̂``.
+  optax uses ``ρ_t ≥ 5`` and eps on ``√v̂``. ``mu_dtype``/``nu_dtype`` set the
+  dtypes of ``m`` and ``v`` (default: the parameters').
 
   References:
     Liu et al., 2020, "On the Variance of the Adaptive Learning Rate and
     Beyond", https://arxiv.org/abs/1908.03265
   """
   _check_betas("scale_by_radam", b1, b2, eps)
-  return _ScaleByRadam(b1, b2, eps)
+  return _ScaleByRadam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
 
 class ScaleByLionState(NamedTuple):

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
-import jax.numpy as jnp
 
 from gradxform import _tree
 from gradxform._base import GradientTransformation
 from gradxform._hyperparams import Transform, check_hyperparameter
-from gradxform._module import static_field
+from gradxform._groups import masked
 
 __all__ = ["add_decayed_weights"]
 
@@ -24,36 +23,8 @@ class AddDecayedWeightsState(NamedTuple):
   hyperparams: dict
 
 
-class _Frozen:
-  """A pytree of Python booleans kept as a static, hashable value."""
-
-  def __init__(self, tree: Any) -> None:
-    self.leaves, self.treedef = jax.tree.flatten(tree)
-    self.tree = tree
-
-  def __eq__(self, other: Any) -> bool:
-    return isinstance(other, _Frozen) and (self.treedef, self.leaves) == (other.treedef, other.leaves)
-
-  def __hash__(self) -> int:
-    return hash((self.treedef, tuple(self.leaves)))
-
-  def __call__(self, params: Any) -> Any:
-    del params
-    return self.tree
-
-
-def _resolve_mask(mask: Any, params: Any) -> Any:
-  tree = mask(params)
-  leaves = jax.tree.leaves(tree)
-  if not all(isinstance(leaf, (bool, jnp.bool_)) or getattr(leaf, "dtype", None) == jnp.bool_
-             for leaf in leaves):
-    raise TypeError(f"{_NAME}: the mask must be a tree of booleans (True = apply weight decay).")
-  return tree
-
-
 class _AddDecayedWeights(Transform):
   weight_decay: Any
-  mask: Optional[Callable] = static_field(default=None)
   State = AddDecayedWeightsState
 
   def apply(self, updates, state, params, hp, **extra):
@@ -62,20 +33,7 @@ class _AddDecayedWeights(Transform):
           f"{_NAME}: params are required to add weight decay. Call "
           "update(grads, state, params) with the current parameters.")
     rule = lambda g, p, weight_decay: (g + weight_decay * p, p)
-    if self.mask is None:
-      updates, _ = _tree.leafwise(_NAME, rule, updates, params, scalars=hp)
-      return updates, {}
-    mask = _resolve_mask(self.mask, params)
-    try:
-      masked_params = jax.tree.map(lambda keep, p: p if keep else None, mask, params)
-    except ValueError as error:
-      raise ValueError(
-          f"{_NAME}: the mask's tree structure does not match the params ({error}). "
-          "Give one boolean per parameter leaf, or a function params -> such a tree.") from None
-    masked_updates = jax.tree.map(lambda keep, g: g if keep else None, mask, updates)
-    decayed, _ = _tree.leafwise(_NAME, rule, masked_updates, masked_params, scalars=hp)
-    updates = jax.tree.map(lambda keep, g, d: d if keep else g, mask, updates, decayed,
-                           is_leaf=lambda x: x is None)
+    updates, _ = _tree.leafwise(_NAME, rule, updates, params, scalars=hp)
     return updates, {}
 
 
@@ -91,8 +49,10 @@ def add_decayed_weights(
 
   Args:
     weight_decay: ``λ ≥ 0`` (float, array or schedule).
-    mask: a tree of booleans with the structure of the params (True = decay
-      this leaf), or a function ``params -> such a tree``. Default: all leaves.
+    mask: which parameters to decay (True = decay): a tree of booleans (or a
+      prefix of the params), ``fn(path, leaf) -> bool``, or ``fn(params) ->
+      tree``. With a mask this is ``masked(add_decayed_weights(λ), mask)``.
+      Default: all leaves.
 
   References:
     Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization",
@@ -100,6 +60,6 @@ def add_decayed_weights(
   """
   check_hyperparameter(_NAME, "weight_decay", weight_decay, low=0.0,
                        hint="weight_decay must be non-negative (e.g. 1e-2).")
-  if mask is not None and not callable(mask):
-    mask = _Frozen(mask)
-  return _AddDecayedWeights(weight_decay, mask=mask)
+  if mask is None:
+    return _AddDecayedWeights(weight_decay)
+  return masked(_AddDecayedWeights(weight_decay), mask)

@@ -2,7 +2,9 @@
 
 The update rules are documented once, on the primitives; each optimizer below
 says which chain it is. For the same hyperparameters each reproduces the
-corresponding ``torch.optim`` class step for step.
+corresponding ``torch.optim`` class step for step. Adam-family optimizers take
+keyword-only ``mu_dtype``/``nu_dtype`` (the dtypes of the stored moments, e.g.
+float32 moments for bfloat16 parameters; default: the parameters' dtype).
 """
 
 from __future__ import annotations
@@ -120,19 +122,21 @@ def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bo
 
 @_named
 def adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
-         amsgrad: bool = False) -> GradientTransformation:
+         amsgrad: bool = False, *, mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
   """Adam, as ``torch.optim.Adam``: ``chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad), scale_by_learning_rate(lr))``.
 
   References:
     Kingma & Ba, 2015, https://arxiv.org/abs/1412.6980; Reddi et al., 2018
     (AMSGrad), https://openreview.net/forum?id=ryQu7f-RZ
   """
-  return chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad), scale_by_learning_rate(learning_rate))
+  return chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+               scale_by_learning_rate(learning_rate))
 
 
 @_named
 def adamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
-          weight_decay: Any = 1e-2, amsgrad: bool = False) -> GradientTransformation:
+          weight_decay: Any = 1e-2, amsgrad: bool = False, *, mu_dtype: Any = None,
+          nu_dtype: Any = None) -> GradientTransformation:
   """AdamW, as ``torch.optim.AdamW`` (default ``weight_decay=1e-2``; optax's is 1e-4).
 
   ``chain(scale_by_adam(...), add_decayed_weights(weight_decay), scale_by_learning_rate(lr))``:
@@ -141,43 +145,49 @@ def adamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
   References:
     Loshchilov & Hutter, 2019, https://arxiv.org/abs/1711.05101
   """
-  return chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad), add_decayed_weights(weight_decay),
-               scale_by_learning_rate(learning_rate))
+  return chain(scale_by_adam(b1, b2, eps, amsgrad=amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+               add_decayed_weights(weight_decay), scale_by_learning_rate(learning_rate))
 
 
 @_named
 def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
-          momentum_decay: Any = 4e-3) -> GradientTransformation:
+          momentum_decay: Any = 4e-3, *, mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
   """NAdam, as ``torch.optim.NAdam``: ``chain(scale_by_nadam(...), scale_by_learning_rate(lr))``.
 
   References:
     Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
   """
-  return chain(scale_by_nadam(b1, b2, eps, momentum_decay), scale_by_learning_rate(learning_rate))
+  return chain(scale_by_nadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+               scale_by_learning_rate(learning_rate))
 
 
 @_named
-def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
+def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *,
+          mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
   """RAdam, as ``torch.optim.RAdam``: ``chain(scale_by_radam(b1, b2, eps), scale_by_learning_rate(lr))``.
 
   References:
     Liu et al., 2020, https://arxiv.org/abs/1908.03265
   """
-  return chain(scale_by_radam(b1, b2, eps), scale_by_learning_rate(learning_rate))
+  return chain(scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+               scale_by_learning_rate(learning_rate))
 
 
 @_named
-def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
+def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *,
+           mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
   """Adamax, as ``torch.optim.Adamax``: ``chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(lr))``.
 
   References:
     Kingma & Ba, 2015, Section 7.1, https://arxiv.org/abs/1412.6980
   """
-  return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
+  return chain(scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+               scale_by_learning_rate(learning_rate))
 
 
 @_named
-def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, weight_decay: Any = 0.0) -> GradientTransformation:
+def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, weight_decay: Any = 0.0, *,
+         mu_dtype: Any = None) -> GradientTransformation:
   """Lion (Chen et al. 2023): ``chain(scale_by_lion(b1, b2), add_decayed_weights(wd), scale_by_learning_rate(lr))``.
 
   ``p ← p − η(sign(β₁m + (1−β₁)g) + λp)``, decoupled weight decay as in the
@@ -186,7 +196,7 @@ def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, weight_decay: Any = 
   References:
     Chen et al., 2023, https://arxiv.org/abs/2302.06675
   """
-  stages = [scale_by_lion(b1, b2)]
+  stages = [scale_by_lion(b1, b2, mu_dtype=mu_dtype)]
   if not _is_literal_zero(weight_decay):
     stages.append(add_decayed_weights(weight_decay))
   stages.append(scale_by_learning_rate(learning_rate))

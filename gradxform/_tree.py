@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 __all__ = [
     "check_floating",
@@ -109,6 +110,10 @@ def _check_leaves(name: str, what: str, paths, updates, reference, check_dtype: 
       )
 
 
+def _cast(x: jax.Array, dtype: Any) -> jax.Array:
+  return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
+
+
 def leafwise(
     name: str,
     rule: Callable[..., tuple],
@@ -169,14 +174,11 @@ def leafwise(
         outs[j + 1].append(s)
       continue
     dtype = compute_dtype(g.dtype)
-    result = rule(
-        g.astype(dtype),
-        *(None if s is None else s.astype(dtype) for s in olds),
-        **cast_scalars(dtype),
-    )
-    outs[0].append(result[0].astype(g.dtype))
+    result = rule(_cast(g, dtype), *(None if s is None else _cast(s, dtype) for s in olds),
+                  **cast_scalars(dtype))
+    outs[0].append(_cast(result[0], g.dtype))
     for j, (new, old) in enumerate(zip(result[1:], olds)):
-      outs[j + 1].append(None if new is None else new.astype(old.dtype))
+      outs[j + 1].append(None if new is None else _cast(new, old.dtype))
   return tuple(
       None if j > 0 and states[j - 1] is None else jax.tree.unflatten(treedef, leaves)
       for j, leaves in enumerate(outs)
@@ -193,6 +195,10 @@ def global_norm(tree: Any) -> jax.Array:
 
 
 def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-  """``n / d``, and 0 where ``d == 0`` (with a finite gradient there, unlike a plain ``where``)."""
-  zero = denominator == 0
-  return jnp.where(zero, jnp.zeros_like(numerator), numerator / jnp.where(zero, 1, denominator))
+  """``n / d``, and 0 where ``d == 0`` (with a finite gradient there, unlike a plain ``where``).
+
+  Written with ``lax`` primitives: it runs once per leaf while tracing.
+  """
+  zero = lax.eq(denominator, lax.full_like(denominator, 0))
+  safe = lax.select(zero, lax.full_like(denominator, 1), denominator)
+  return lax.select(zero, lax.full_like(numerator, 0), lax.div(numerator, safe))

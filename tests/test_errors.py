@@ -93,7 +93,7 @@ def test_weight_decay_without_params():
 
 def test_weight_decay_mask_structure_mismatch():
   opt = gx.add_decayed_weights(0.1, mask={"dense": {"kernel": True}})
-  with pytest.raises(ValueError, match=r"add_decayed_weights: the mask's tree structure does not match"):
+  with pytest.raises(ValueError, match=r"masked: the mask tree does not match the params tree"):
     opt.update(_params(), opt.init(_params()), _params())
 
 
