@@ -50,3 +50,12 @@ def test_digits_mlp(tmp_path):
   # Columns: optimizer, final train loss, test accuracy, compile s, run s. Quick
   # mode (10 epochs) gets Adam to about 0.96 test accuracy.
   assert float(rows["adam"][2]) > 0.9, stdout
+
+
+def test_finetune_groups(tmp_path):
+  pytest.importorskip("orbax.checkpoint")
+  stdout = run_example("finetune_groups.py", tmp_path)
+  assert "resumed run matches the uninterrupted run bit for bit: True (max |diff| = 0)" in stdout
+  assert "'w0': None" in stdout and "'b0': (64,)" in stdout  # the bias group keeps no state for weights
+  accuracy = float(stdout.split("test accuracy ")[1].split(";")[0].split()[0])
+  assert accuracy > 0.85
