@@ -197,7 +197,8 @@ def global_norm(tree: Any) -> jax.Array:
 def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   """``n / d``, and 0 where ``d == 0`` (with a finite gradient there, unlike a plain ``where``).
 
-  Written with ``lax`` primitives: it runs once per leaf while tracing.
+  Both arguments must have the same shape and dtype (no broadcasting): it is
+  written with ``lax`` primitives, which are cheaper to trace per leaf.
   """
   zero = lax.eq(denominator, lax.full_like(denominator, 0))
   safe = lax.select(zero, lax.full_like(denominator, 1), denominator)
