@@ -10,7 +10,7 @@ they duck-type as optax transforms in both directions.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -64,19 +64,35 @@ class GradientTransformation(Module):
     )
 
 
-def accepts_extra(fn: Callable) -> bool:
-  """Whether ``fn`` takes ``**kwargs`` (optax transforms without extra args don't)."""
+def extra_names(fn: Callable) -> Optional[frozenset]:
+  """Which extra keyword arguments ``update`` takes: ``None`` for all (``**kwargs``), else their names.
+
+  optax transforms without extra arguments take none; a function written as
+  ``update(updates, state, params=None, *, value)`` takes just ``value``.
+  """
   try:
-    parameters = inspect.signature(fn).parameters.values()
+    parameters = list(inspect.signature(fn).parameters.values())
   except (TypeError, ValueError):
-    return True
-  return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return None
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    return None
+  positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+  keyword = [p.name for p in positional[3:]] + [
+      p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+  return frozenset(keyword)
+
+
+def call_update(update: Callable, names: Optional[frozenset], updates, state, params, extra):
+  """Calls ``update`` with the extra arguments it accepts (see :func:`extra_names`)."""
+  if names is not None:
+    extra = {k: v for k, v in extra.items() if k in names}
+  return update(updates, state, params, **extra)
 
 
 class _FunctionTransformation(GradientTransformation):
   init_fn: Callable = static_field()
   update_fn: Callable = static_field()
-  takes_extra: bool = static_field(default=True)
+  extra: Optional[frozenset] = static_field(default=None)
 
   def __init__(self, init: Callable, update: Callable) -> None:
     if not callable(init) or not callable(update):
@@ -87,15 +103,13 @@ class _FunctionTransformation(GradientTransformation):
       )
     object.__setattr__(self, "init_fn", init)
     object.__setattr__(self, "update_fn", update)
-    object.__setattr__(self, "takes_extra", accepts_extra(update))
+    object.__setattr__(self, "extra", extra_names(update))
 
   def init(self, params):
     return self.init_fn(params)
 
   def update(self, updates, state, params=None, **extra):
-    if self.takes_extra:
-      return self.update_fn(updates, state, params, **extra)
-    return self.update_fn(updates, state, params)
+    return call_update(self.update_fn, self.extra, updates, state, params, extra)
 
 
 class _Identity(GradientTransformation):

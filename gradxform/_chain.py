@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from gradxform._base import GradientTransformation, accepts_extra
+from gradxform._base import GradientTransformation, call_update, extra_names
 from gradxform._module import static_field
 
 __all__ = ["chain"]
@@ -17,15 +17,13 @@ class _Foreign(GradientTransformation):
   """
 
   transform: Any = static_field()
-  takes_extra: bool = static_field(default=True)
+  extra: Optional[frozenset] = static_field(default=None)
 
   def init(self, params):
     return self.transform.init(params)
 
   def update(self, updates, state, params=None, **extra):
-    if self.takes_extra:
-      return self.transform.update(updates, state, params, **extra)
-    return self.transform.update(updates, state, params)
+    return call_update(self.transform.update, self.extra, updates, state, params, extra)
 
 
 def as_transform(transform: Any, where: str) -> GradientTransformation:
@@ -33,7 +31,7 @@ def as_transform(transform: Any, where: str) -> GradientTransformation:
   if isinstance(transform, GradientTransformation):
     return transform
   if callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None)):
-    return _Foreign(transform, takes_extra=accepts_extra(transform.update))
+    return _Foreign(transform, extra=extra_names(transform.update))
   raise TypeError(
       f"{where}: expected a gradient transformation (an object with init and "
       f"update, such as gx.adam(...) or optax.adam(...)), got {type(transform).__name__}."

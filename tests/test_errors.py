@@ -122,3 +122,16 @@ def test_inputs_are_not_mutated():
   np.testing.assert_array_equal(params["w"], before[0])
   np.testing.assert_array_equal(grads["w"], before[1])
   assert list(params) == ["w"] and list(grads) == ["w"]
+
+
+def test_function_transformation_receives_only_the_extras_it_declares():
+  seen = {}
+
+  def update(updates, state, params=None, *, value):
+    seen["value"] = value
+    return updates, state
+
+  opt = gx.chain(gx.GradientTransformation(lambda p: (), update), gx.scale(2.0))
+  updates, _ = opt.update({"w": jnp.ones(2)}, opt.init({"w": jnp.ones(2)}), value=3.0, grad=None)
+  assert seen == {"value": 3.0}
+  np.testing.assert_array_equal(updates["w"], 2.0)
