@@ -96,11 +96,17 @@ from gradxform._optimizers import sgd as sgd
 from gradxform._polyak import polyak_sgd as polyak_sgd
 from gradxform._polyak import scale_by_polyak as scale_by_polyak
 from gradxform._polyak import ScaleByPolyakState as ScaleByPolyakState
+from gradxform._population import exploit as exploit
+from gradxform._population import perturb as perturb
+from gradxform._population import Population as Population
+from gradxform._population import truncation_selection as truncation_selection
 from gradxform._scaling import scale as scale
 from gradxform._scaling import scale_by_learning_rate as scale_by_learning_rate
 from gradxform._scaling import scale_by_schedule as scale_by_schedule
 from gradxform._scaling import scale_by_sign as scale_by_sign
 from gradxform._scaling import ScaleState as ScaleState
+from gradxform._sharding import member_shardings as member_shardings
+from gradxform._sharding import state_shardings as state_shardings
 from gradxform._sophia import scale_by_sophia as scale_by_sophia
 from gradxform._sophia import ScaleBySophiaState as ScaleBySophiaState
 from gradxform._sophia import sophia as sophia
