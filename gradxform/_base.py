@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._module import Module, static_field
-from gradxform._tree import wider
+from gradxform._tree import keystr, wider
 
 __all__ = [
     "EmptyState",
@@ -156,19 +156,35 @@ def apply_updates(params: Any, updates: Any) -> Any:
   The sum is formed in the wider of the two dtypes and cast back, so a float32
   update applied to bfloat16 parameters leaves them bfloat16. ``None`` updates
   leave their parameter unchanged.
+
+  Raises:
+    ValueError: if the trees differ, or an update's shape is not its
+      parameter's (no broadcasting: it would silently change the shape).
+    TypeError: if a parameter with an update is not floating point.
   """
-
-  def add(u, p):
-    if u is None:
-      return p
-    p = jnp.asarray(p)
-    dtype = wider(p.dtype, jnp.result_type(u))
-    return (p.astype(dtype) + jnp.asarray(u).astype(dtype)).astype(p.dtype)
-
+  flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=lambda x: x is None)
   try:
-    return jax.tree.map(add, updates, params, is_leaf=lambda x: x is None)
-  except ValueError as error:
+    param_leaves = treedef.flatten_up_to(params)
+  except (ValueError, TypeError) as error:
     raise ValueError(
         "apply_updates: the updates tree does not match the params tree "
         f"({error}). Pass the updates returned by update() for these params."
     ) from None
+  new = []
+  for (path, u), p in zip(flat, param_leaves):
+    if u is None:
+      new.append(p)
+      continue
+    p, u = jnp.asarray(p), jnp.asarray(u)
+    if p.shape != u.shape:
+      raise ValueError(
+          f"apply_updates: the update at {keystr(path)} has shape {u.shape}, but the parameter "
+          f"has shape {p.shape}. Updates must have their parameter's shape (no broadcasting).")
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+      raise TypeError(
+          f"apply_updates: the parameter at {keystr(path)} has dtype {p.dtype}; only floating-point "
+          "parameters can be updated. Keep integer leaves out of the optimized tree, or give them "
+          "a None update (e.g. with gx.masked / gx.partition).")
+    dtype = wider(p.dtype, u.dtype)
+    new.append((p.astype(dtype) + u.astype(dtype)).astype(p.dtype))
+  return jax.tree.unflatten(treedef, new)

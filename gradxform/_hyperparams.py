@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._base import GradientTransformation
+from gradxform._tree import check_floating
 
 __all__ = ["Transform", "check_hyperparameter"]
 
@@ -146,6 +147,7 @@ class Transform(GradientTransformation):
     raise NotImplementedError
 
   def init(self, params):
+    check_floating(self.transform_name(), params, "parameter")
     count = jnp.zeros([], jnp.int32)
     return self.State(count=count, hyperparams=self.resolve(count), **self.init_fields(params))
 

@@ -135,3 +135,17 @@ def test_function_transformation_receives_only_the_extras_it_declares():
   updates, _ = opt.update({"w": jnp.ones(2)}, opt.init({"w": jnp.ones(2)}), value=3.0, grad=None)
   assert seen == {"value": 3.0}
   np.testing.assert_array_equal(updates["w"], 2.0)
+
+
+def test_apply_updates_refuses_to_broadcast_or_truncate():
+  with pytest.raises(ValueError, match=r"apply_updates: the update at \['w'\] has shape \(3,\), but the parameter has shape \(3, 1\)"):
+    gx.apply_updates({"w": jnp.ones((3, 1))}, {"w": jnp.ones(3)})
+  with pytest.raises(TypeError, match=r"apply_updates: the parameter at \['n'\] has dtype int32"):
+    gx.apply_updates({"n": jnp.array(3)}, {"n": jnp.array(0.5)})
+  with pytest.raises(ValueError, match=r"apply_updates: the updates tree does not match the params tree"):
+    gx.apply_updates({"w": jnp.ones(2)}, {"v": jnp.ones(2)})
+
+
+def test_stateless_optimizers_also_refuse_integer_parameters():
+  with pytest.raises(TypeError, match=r"scale_by_learning_rate: the parameter at \['n'\] has integer"):
+    gx.sgd(0.1).init({"w": jnp.ones(2), "n": jnp.array(3)})
