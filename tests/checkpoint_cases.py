@@ -16,6 +16,10 @@ CASES = {
                                           gx.masked(gx.radam(1e-2), lambda path, leaf: path.startswith("out"))),
     "scheduled": lambda: gx.chain(gx.trace(gx.schedules.linear(0.5, 0.9, 6)),
                                   gx.scale_by_learning_rate(gx.schedules.warmup_cosine_decay(0.0, 0.1, 3, 12))),
+    # the checkpoint falls in the middle of an accumulation cycle (steps 0-3 of 3-step cycles)
+    "accumulate": lambda: gx.accumulate(gx.adam(1e-2), every_k=3, acc_dtype=jnp.float32),
+    "apply_if_finite": lambda: gx.apply_if_finite(gx.chain(gx.clip(1.0), gx.adamw(1e-2)), 3),
+    "lookahead_ema": lambda: gx.ema_params(gx.lookahead(gx.sgd(0.05, momentum=0.9), 3, 0.5), decay=0.9),
 }
 
 

@@ -1,7 +1,8 @@
 """orbax checkpoints: save at step k, restore from the abstract state in a fresh process, continue.
 
 The continued run must be bit-identical to an uninterrupted one, for chains,
-named chains, partitions, masks and schedules.
+named chains, partitions, masks, schedules, accumulate, apply_if_finite,
+lookahead and parameter averaging.
 """
 
 import json
