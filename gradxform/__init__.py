@@ -100,6 +100,14 @@ from gradxform._population import exploit as exploit
 from gradxform._population import perturb as perturb
 from gradxform._population import Population as Population
 from gradxform._population import truncation_selection as truncation_selection
+from gradxform._quantize import dequantize_blockwise as dequantize_blockwise
+from gradxform._quantize import dynamic_map as dynamic_map
+from gradxform._quantize import quantize_blockwise as quantize_blockwise
+from gradxform._quantize import Quantized as Quantized
+from gradxform._quantized import adam_8bit as adam_8bit
+from gradxform._quantized import adamw_8bit as adamw_8bit
+from gradxform._quantized import scale_by_adam_8bit as scale_by_adam_8bit
+from gradxform._quantized import ScaleByAdam8bitState as ScaleByAdam8bitState
 from gradxform._scaling import scale as scale
 from gradxform._scaling import scale_by_learning_rate as scale_by_learning_rate
 from gradxform._scaling import scale_by_schedule as scale_by_schedule
