@@ -38,6 +38,7 @@ import argparse
 import datetime
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -46,6 +47,10 @@ import jax
 import jax.numpy as jnp
 
 import gradxform as gx
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import digits_mlp  # noqa: E402  (the same MLP as the example)
+from digits_mlp import init_params  # noqa: E402
 
 BATCH, STEPS = 50, 28
 
@@ -62,19 +67,9 @@ def parse_args(argv=None):
   return args
 
 
-def init_params(key, sizes=(64, 64, 10)):
-  params = {}
-  for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-    key, sub = jax.random.split(key)
-    params[f"w{i}"] = jax.random.normal(sub, (fan_in, fan_out), jnp.float32) * fan_in**-0.5
-    params[f"b{i}"] = jnp.zeros(fan_out, jnp.float32)
-  return params
-
-
 def loss_fn(params, batch):
-  x, y = batch
-  logits = jnp.tanh(x @ params["w0"] + params["b0"]) @ params["w1"] + params["b1"]
-  return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+  """The digits MLP's loss (``examples/digits_mlp.py``) on one ``(x, y)`` batch."""
+  return digits_mlp.loss_fn(params, *batch)
 
 
 def single_step(opt, params, state, batch):
