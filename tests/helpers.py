@@ -43,3 +43,15 @@ def assert_trees_close(actual, expected, rtol, atol, what=""):
   for a, e in zip(flat_a, flat_e):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(e, np.float64),
                                rtol=rtol, atol=atol, err_msg=what)
+
+
+def compile_counter():
+  """Counts XLA compilations from now on: returns ``(events, stop)``; ``len(events)`` is the count."""
+  events = []
+
+  def listener(name, duration, **kwargs):
+    if name == "/jax/core/compile/backend_compile_duration":
+      events.append(name)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  return events, lambda: jax.monitoring.unregister_event_duration_listener(listener)

@@ -32,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import gradxform as gx  # noqa: E402
+from tests.helpers import compile_counter  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 # float32: a sum split over devices is added in another order; atol is relative to the leaf's largest value
@@ -323,17 +324,6 @@ def pop_data(steps=5):
   batches = (jnp.asarray(rng.normal(size=(steps, 8, 6)), jnp.float32),
              jnp.asarray(rng.normal(size=(steps, 8, 4)), jnp.float32))
   return params, batches
-
-
-def compile_counter():
-  events = []
-
-  def listener(name, duration, **kwargs):
-    if name == "/jax/core/compile/backend_compile_duration":
-      events.append(name)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  return events, lambda: jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @check

@@ -15,6 +15,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import gradxform as gx
+from tests.helpers import compile_counter
 from tests.helpers import assert_trees_close
 
 RTOL, ATOL = 2e-6, 1e-7  # float32: vmap may reorder a sum, nothing more
@@ -134,17 +135,6 @@ def test_scheduled_hyperparameters_and_per_member_starts_and_batches():
   np.testing.assert_allclose(lrs, [float(gx.schedules.warmup_cosine_decay(0.0, p, 2, 8)(4)) for p in peaks], 1e-6)
 
 
-def _count_compiles():
-  events = []
-
-  def listener(name, duration, **kwargs):
-    if name == "/jax/core/compile/backend_compile_duration":
-      events.append(name)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  return events, lambda: jax.monitoring.unregister_event_duration_listener(listener)
-
-
 def test_population_based_training_never_recompiles():
   """Rounds of train → select → exploit → perturb: one trace, and no compilation after round 1."""
   traces = []
@@ -161,7 +151,7 @@ def test_population_based_training_never_recompiles():
   step = pop.step(loss)
   batches = _batches(12)
   key = jax.random.key(0)
-  events, stop = _count_compiles()
+  events, stop = compile_counter()
   try:
     for round_ in range(4):
       if round_ == 1:
