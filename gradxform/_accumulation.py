@@ -19,9 +19,6 @@ __all__ = ["AccumulateState", "accumulate"]
 _NAME = "accumulate"
 
 
-def _is_none(x: Any) -> bool:
-  return x is None
-
 
 def check_period(transform: str, name: str, value: Any, meaning: str) -> int:
   """Returns ``value`` as a Python int, or raises a ``ValueError`` unless it is an integer >= 1."""
@@ -96,27 +93,27 @@ class _Accumulate(GradientTransformation):
           "Pass the state returned by this transform's init() or update().")
     k = self.every_k
     _tree.check_floating(_NAME, updates, "update")
-    flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)
-    acc_leaves, acc_def = jax.tree.flatten(state.grad_acc, is_leaf=_is_none)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_tree.is_none)
+    acc_leaves, acc_def = jax.tree.flatten(state.grad_acc, is_leaf=_tree.is_none)
     if acc_def != treedef:
       raise _tree._structure_error(_NAME, "update", updates, state.grad_acc)
     _tree._check_leaves(_NAME, "update", [path for path, _ in flat], [g for _, g in flat],
                         acc_leaves, check_dtype=False)
-    acc = jax.tree.map(_add, updates, state.grad_acc, is_leaf=_is_none)
+    acc = jax.tree.map(_add, updates, state.grad_acc, is_leaf=_tree.is_none)
     mini_step = state.mini_step + 1
     emit = mini_step >= k
 
     def inner_step():
       # the mean gradient, in the dtype the gradients came in
       mean = jax.tree.map(lambda g, a: None if g is None else _divide(a, k, jnp.result_type(g)),
-                          updates, acc, is_leaf=_is_none)
+                          updates, acc, is_leaf=_tree.is_none)
       return self.inner.update(mean, state.inner_state, params, **extra)
 
     out_updates, _ = jax.eval_shape(inner_step)
 
     def skip():
       zeros = jax.tree.map(lambda s: None if s is None else jnp.zeros(s.shape, s.dtype), out_updates,
-                           is_leaf=_is_none)
+                           is_leaf=_tree.is_none)
       return zeros, state.inner_state
 
     new_updates, inner_state = jax.lax.cond(emit, inner_step, skip)

@@ -17,16 +17,6 @@ from gradxform._module import static_field
 __all__ = ["EmaParamsState", "LookaheadState", "averaged_params", "ema_params", "lookahead"]
 
 
-def _is_none(x: Any) -> bool:
-  return x is None
-
-
-def _require_params(name: str, params: Any, where: str) -> None:
-  if params is None:
-    call = "init(params)" if where == "init" else "update(grads, state, params)"
-    raise ValueError(
-        f"{name}: params are required in {where}(), because this wrapper keeps its own "
-        f"copy of the parameters. Call {call} with the current parameters.")
 
 
 def _copy(name: str, params: Any, dtype: Optional[Any] = None) -> Any:
@@ -37,8 +27,8 @@ def _copy(name: str, params: Any, dtype: Optional[Any] = None) -> Any:
 
 def _check_params(name: str, params: Any, reference: Any) -> None:
   """Raises if ``params`` does not have the structure and shapes the state was built for."""
-  flat, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_none)
-  leaves, ref_def = jax.tree.flatten(reference, is_leaf=_is_none)
+  flat, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=_tree.is_none)
+  leaves, ref_def = jax.tree.flatten(reference, is_leaf=_tree.is_none)
   if treedef != ref_def:
     raise _tree._structure_error(name, "params", params, reference)
   _tree._check_leaves(name, "params", [path for path, _ in flat], [p for _, p in flat], leaves,
@@ -67,11 +57,11 @@ class _Lookahead(Transform):
   State = LookaheadState
 
   def init_fields(self, params):
-    _require_params("lookahead", params, "init")
+    _tree.require_params("lookahead", params, "keep its own copy of the parameters", "init")
     return {"slow": _copy("lookahead", params), "inner_state": self.inner.init(params)}
 
   def apply(self, updates, state, params, hp, **extra):
-    _require_params("lookahead", params, "update")
+    _tree.require_params("lookahead", params, "keep its own copy of the parameters", "update")
     _check_params("lookahead", params, state.slow)
     fast_updates, inner_state = self.inner.update(updates, state.inner_state, params, **extra)
     sync = (state.count + 1) % self.sync_period == 0
@@ -92,7 +82,7 @@ class _Lookahead(Transform):
       return (jnp.where(sync, to_slow.astype(u.dtype), u),
               jnp.where(sync, new_slow.astype(slow.dtype), slow))
 
-    flat, treedef = jax.tree_util.tree_flatten_with_path(fast_updates, is_leaf=_is_none)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(fast_updates, is_leaf=_tree.is_none)
     try:
       p_leaves, s_leaves = treedef.flatten_up_to(params), treedef.flatten_up_to(state.slow)
     except ValueError:
@@ -177,7 +167,7 @@ class _EmaParams(Transform):
   State = EmaParamsState
 
   def init_fields(self, params):
-    _require_params("ema_params", params, "init")
+    _tree.require_params("ema_params", params, "keep its own copy of the parameters", "init")
     weight_dtype = self.resolve(jnp.zeros([], jnp.int32))["decay"].dtype
     if self.debias:
       average, weight = _tree.zeros_like("ema_params", params, self.dtype), jnp.zeros([], weight_dtype)
@@ -186,7 +176,7 @@ class _EmaParams(Transform):
     return {"average": average, "weight": weight, "inner_state": self.inner.init(params)}
 
   def apply(self, updates, state, params, hp, **extra):
-    _require_params("ema_params", params, "update")
+    _tree.require_params("ema_params", params, "keep its own copy of the parameters", "update")
     _check_params("ema_params", params, state.average)
     updates, inner_state = self.inner.update(updates, state.inner_state, params, **extra)
     new_params = apply_updates(params, updates)

@@ -159,11 +159,7 @@ class _AdaptiveGradClip(Transform):
   State = ClipState
 
   def apply(self, updates, state, params, hp, **extra):
-    if params is None:
-      raise ValueError(
-          f"{_AGC}: params are required, since each unit's gradient is clipped "
-          "relative to the norm of its parameters. Call update(grads, state, params) "
-          "with the current parameters.")
+    _tree.require_params(_AGC, params, "clip each unit's gradient relative to its parameters' norm")
     _check_params_cover_updates(updates, params)
 
     def rule(g, p, clipping, eps):

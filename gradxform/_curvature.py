@@ -12,7 +12,7 @@ from gradxform._base import GradientTransformation
 from gradxform._chain import chain
 from gradxform._hvp import grad_and_hvp
 from gradxform._hyperparams import Transform, check_hyperparameter
-from gradxform._objective import require_params, require_value_fn, scalar_dtype, vdot
+from gradxform._objective import require_value_fn, scalar_dtype, vdot
 from gradxform._optimizers import _named
 from gradxform._scaling import scale_by_learning_rate
 
@@ -45,7 +45,7 @@ class _ScaleByCurvatureStep(Transform):
   def apply(self, updates, state, params, hp, **extra):
     name = self.transform_name()
     value_fn = require_value_fn(name, extra, "compute the Hessian-vector product Hd at params")
-    require_params(name, params, "compute the Hessian-vector product Hd")
+    _tree.require_params(name, params, "compute the Hessian-vector product Hd")
     _tree.check_floating(name, updates, "update")
     dtype = scalar_dtype(params)
     grad, hd = grad_and_hvp(value_fn, params, updates)

@@ -28,10 +28,7 @@ class _AddDecayedWeights(Transform):
   State = AddDecayedWeightsState
 
   def apply(self, updates, state, params, hp, **extra):
-    if params is None:
-      raise ValueError(
-          f"{_NAME}: params are required to add weight decay. Call "
-          "update(grads, state, params) with the current parameters.")
+    _tree.require_params(_NAME, params, "add weight decay")
     rule = lambda g, p, weight_decay: (g + weight_decay * p, p)
     updates, _ = _tree.leafwise(_NAME, rule, updates, params, scalars=hp)
     return updates, {}

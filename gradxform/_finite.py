@@ -10,18 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradxform import _tree
 from gradxform._base import GradientTransformation
 from gradxform._chain import as_transform
 
 __all__ = ["ApplyIfFiniteState", "apply_if_finite"]
 
 _NAME = "apply_if_finite"
-_INT32_MAX = np.iinfo(np.int32).max
 logger = logging.getLogger("gradxform")
 
-
-def _is_none(x: Any) -> bool:
-  return x is None
 
 
 def _all_finite(*trees: Any) -> jax.Array:
@@ -48,7 +45,7 @@ def _newly_nonfinite(new: Any, old: Any) -> jax.Array:
       flags.append(jnp.any(~jnp.isfinite(n) & jnp.isfinite(o)))
     return None
 
-  jax.tree.map(check, new, old, is_leaf=_is_none)
+  jax.tree.map(check, new, old, is_leaf=_tree.is_none)
   if not flags:
     return jnp.zeros([], jnp.bool_)
   return jnp.stack(flags).any()
@@ -63,11 +60,8 @@ def _select_tree(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
     a, b = jnp.asarray(a), jnp.asarray(b)
     return jnp.where(pred, a, b.astype(a.dtype))
 
-  return jax.tree.map(select, on_true, on_false, is_leaf=_is_none)
+  return jax.tree.map(select, on_true, on_false, is_leaf=_tree.is_none)
 
-
-def _increment(count: jax.Array) -> jax.Array:
-  return jnp.where(count < _INT32_MAX, count + 1, count)
 
 
 def _log_give_up(give_up, notfinite_count, total_notfinite, limit) -> None:
@@ -120,17 +114,17 @@ class _ApplyIfFinite(GradientTransformation):
           "Pass the state returned by this transform's init() or update().")
     new_updates, new_inner = self.inner.update(updates, state.inner_state, params, **extra)
     finite = _all_finite(updates, new_updates) & ~_newly_nonfinite(new_inner, state.inner_state)
-    notfinite_count = jnp.where(finite, jnp.zeros([], jnp.int32), _increment(state.notfinite_count))
+    notfinite_count = jnp.where(finite, jnp.zeros([], jnp.int32), _tree.increment(state.notfinite_count))
     limit = jnp.asarray(self.max_consecutive_errors, jnp.int32)
     give_up = notfinite_count > limit
     accept = finite | give_up
-    total = jnp.where(finite, state.total_notfinite, _increment(state.total_notfinite))
+    total = jnp.where(finite, state.total_notfinite, _tree.increment(state.total_notfinite))
     # the host callback only runs when giving up (under vmap both branches run,
     # and the callback itself looks at which members gave up)
     jax.lax.cond(give_up, lambda: jax.debug.callback(
         _log_give_up, give_up, notfinite_count, total, limit), lambda: None)
     zeros = jax.tree.map(lambda u: None if u is None else jnp.zeros_like(u), new_updates,
-                         is_leaf=_is_none)
+                         is_leaf=_tree.is_none)
     new_state = ApplyIfFiniteState(
         notfinite_count=notfinite_count,
         last_finite=finite,

@@ -28,15 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradxform import _tree
 from gradxform._base import GradientTransformation, stateless
 from gradxform._chain import as_transform
 from gradxform._module import static_field
 
 __all__ = ["freeze", "masked", "partition", "path_str", "set_to_zero"]
 
-
-def _is_none(x: Any) -> bool:
-  return x is None
 
 
 def path_str(path: Sequence[Any]) -> str:
@@ -85,7 +83,7 @@ def _broadcast(where: str, what: str, spec: Any, tree: Any) -> Any:
   """Expands a prefix tree ``spec`` to one value per leaf of ``tree`` (None stays None)."""
   try:
     return jax.tree.map(lambda value, sub: jax.tree.map(lambda _: value, sub), spec, tree,
-                        is_leaf=_is_none)
+                        is_leaf=_tree.is_none)
   except ValueError as error:
     raise ValueError(
         f"{where}: the {what} tree does not match the params tree ({error}). Give one "
@@ -131,12 +129,12 @@ def _as_mask(where: str, mask: Any) -> bool:
 
 def select(mask: Any, tree: Any) -> Any:
   """Keeps the leaves where ``mask`` is true; the others become ``None``."""
-  return jax.tree.map(lambda m, x: x if m else None, mask, tree, is_leaf=_is_none)
+  return jax.tree.map(lambda m, x: x if m else None, mask, tree, is_leaf=_tree.is_none)
 
 
 def merge(mask: Any, inside: Any, outside: Any) -> Any:
   """Leaves of ``inside`` where ``mask`` is true, of ``outside`` elsewhere."""
-  return jax.tree.map(lambda m, a, b: a if m else b, mask, inside, outside, is_leaf=_is_none)
+  return jax.tree.map(lambda m, a, b: a if m else b, mask, inside, outside, is_leaf=_tree.is_none)
 
 
 def _mask_tree(where: str, spec: Any, tree: Any) -> Any:

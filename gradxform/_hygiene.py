@@ -17,9 +17,6 @@ from gradxform._module import static_field
 __all__ = ["AddNoiseState", "ZeroNansState", "add_noise", "centralize", "zero_nans"]
 
 
-def _is_none(x: Any) -> bool:
-  return x is None
-
 
 # ---------------------------------------------------------------------------
 # zero_nans
@@ -46,7 +43,7 @@ class _ZeroNans(GradientTransformation):
   def init(self, params):
     _tree.check_floating("zero_nans", params, "parameter")
     return ZeroNansState(found_nan=jax.tree.map(
-        lambda p: None if p is None else jnp.zeros([], jnp.bool_), params, is_leaf=_is_none))
+        lambda p: None if p is None else jnp.zeros([], jnp.bool_), params, is_leaf=_tree.is_none))
 
   def update(self, updates, state, params=None, **extra):
     del params, extra
@@ -58,7 +55,7 @@ class _ZeroNans(GradientTransformation):
     rule = lambda g: (jnp.where(jnp.isnan(g), jnp.zeros_like(g), g),)
     cleaned, = _tree.leafwise("zero_nans", rule, updates)
     try:
-      found = jax.tree.map(_found_nan, updates, state.found_nan, is_leaf=_is_none)
+      found = jax.tree.map(_found_nan, updates, state.found_nan, is_leaf=_tree.is_none)
     except ValueError as error:
       raise ValueError(
           f"zero_nans: the update tree does not match the state ({error}). Pass updates "
@@ -132,7 +129,7 @@ class _AddNoise(Transform):
     t = step_number(state, hp, "eta")
     std = jnp.sqrt(hp["eta"] / t ** hp["gamma"].astype(t.dtype))
     rng_key, sample_key = jax.random.split(state.rng_key)
-    flat, treedef = jax.tree.flatten(updates, is_leaf=_is_none)
+    flat, treedef = jax.tree.flatten(updates, is_leaf=_tree.is_none)
     present = [leaf for leaf in flat if leaf is not None]
     keys = iter(jax.random.split(sample_key, len(present))) if present else iter(())
     noise = []

@@ -27,11 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._base import GradientTransformation
-from gradxform._tree import check_floating
+from gradxform._tree import check_floating, increment
 
 __all__ = ["Transform", "check_hyperparameter"]
-
-_INT32_MAX = np.iinfo(np.int32).max
 
 
 def _is_concrete(value: Any) -> bool:
@@ -159,8 +157,7 @@ class Transform(GradientTransformation):
           "init() or update() (inside a chain, states are positional: one per stage).")
     hp = self.resolve(state.count)
     updates, fields = self.apply(updates, state, params, hp, **extra)
-    count = jnp.where(state.count < _INT32_MAX, state.count + 1, state.count)
-    return updates, state._replace(count=count, hyperparams=hp, **fields)
+    return updates, state._replace(count=increment(state.count), hyperparams=hp, **fields)
 
 
 def step_number(state: Any, hp: Mapping[str, jax.Array], like: str) -> jax.Array:

@@ -12,7 +12,7 @@ from gradxform._base import GradientTransformation
 from gradxform._chain import chain
 from gradxform._hyperparams import Transform
 from gradxform._module import static_field
-from gradxform._objective import ravel, require_params, scalar_dtype, unravel_like
+from gradxform._objective import ravel, scalar_dtype, unravel_like
 from gradxform._optimizers import _named
 from gradxform._scaling import scale_by_learning_rate
 from gradxform._zoom import scale_by_zoom_linesearch
@@ -75,7 +75,7 @@ class _ScaleByLbfgs(Transform):
             "params": zeros(n), "grad": zeros(n)}
 
   def apply(self, updates, state, params, hp, **extra):
-    require_params("scale_by_lbfgs", params, "form the step s = x_k - x_(k-1)")
+    _tree.require_params("scale_by_lbfgs", params, "form the step s = x_k - x_(k-1)")
     _tree.check_floating("scale_by_lbfgs", updates, "update")
     dtype = state.params.dtype
     x, g = ravel(params, dtype), ravel(updates, dtype)

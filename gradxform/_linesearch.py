@@ -22,7 +22,7 @@ from gradxform import _tree
 from gradxform._base import GradientTransformation
 from gradxform._hyperparams import Transform, check_hyperparameter
 from gradxform._module import static_field
-from gradxform._objective import axpy, require_params, require_value_fn, scalar_dtype, value_and_grad, vdot
+from gradxform._objective import axpy, require_value_fn, scalar_dtype, value_and_grad, vdot
 
 __all__ = ["LinesearchState", "scale_by_backtracking_linesearch"]
 
@@ -69,7 +69,7 @@ class Line(NamedTuple):
 def line_along(name: str, updates: Any, params: Any, extra: dict) -> Line:
   """Checks the inputs and builds the search line along ``updates`` (or ``grad`` if not descent)."""
   value_fn = require_value_fn(name, extra, "evaluate the loss along the search direction")
-  require_params(name, params, "evaluate the loss at params - step * direction")
+  _tree.require_params(name, params, "evaluate the loss at params - step * direction")
   _tree.check_floating(name, updates, "update")
   value, grad = value_and_grad(name, extra, params, "evaluate the loss along the search direction")
   dtype = scalar_dtype(params)

@@ -12,7 +12,7 @@ from gradxform._base import GradientTransformation
 from gradxform._chain import chain
 from gradxform._hyperparams import Transform, check_hyperparameter
 from gradxform._module import static_field
-from gradxform._objective import ravel, require_params, require_value_fn, scalar_dtype, unravel_like
+from gradxform._objective import ravel, require_value_fn, scalar_dtype, unravel_like
 from gradxform._optimizers import _named
 from gradxform._scaling import scale_by_learning_rate
 
@@ -82,7 +82,7 @@ class _ScaleByNewton(Transform):
   def apply(self, updates, state, params, hp, **extra):
     name = "scale_by_newton"
     value_fn = require_value_fn(name, extra, "compute the Hessian at params")
-    require_params(name, params, "compute the Hessian")
+    _tree.require_params(name, params, "compute the Hessian")
     _tree.check_floating(name, updates, "update")
     self._check_size(params)
     dtype = scalar_dtype((params, updates))

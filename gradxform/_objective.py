@@ -30,7 +30,6 @@ __all__ = [
     "axpy",
     "check_like",
     "ravel",
-    "require_params",
     "require_value_fn",
     "scalar_dtype",
     "unravel_like",
@@ -56,13 +55,6 @@ def require_value_fn(transform: str, extra: dict, why: str) -> Callable:
         f"{type(value_fn).__name__}. {_HOW}")
   return value_fn
 
-
-def require_params(transform: str, params: Any, why: str) -> None:
-  """Raises a ``ValueError`` if ``params`` is ``None``."""
-  if params is None:
-    raise ValueError(
-        f"{transform}: needs the current params (to {why}), but update() got params=None. "
-        "Call update(grads, state, params, ...) with the parameters the gradient was taken at.")
 
 
 def value_and_grad(transform: str, extra: dict, params: Any, why: str) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from gradxform import _tree
 from gradxform._base import GradientTransformation
 from gradxform._chain import chain
 from gradxform._hyperparams import Transform, check_hyperparameter
-from gradxform._objective import require_params, scalar_dtype, vdot
+from gradxform._objective import scalar_dtype, vdot
 from gradxform._optimizers import _named
 from gradxform._scaling import scale_by_learning_rate
 
@@ -46,7 +46,7 @@ class _ScaleByPolyak(Transform):
             f"{name}: needs the loss at params as the extra argument value (the Polyak step is "
             "(value - f_min) / |g|^2), but update() got none. gx.step(opt, loss_fn, params, state) "
             "passes it; by hand, call opt.update(grads, state, params, value=loss).")
-      require_params(name, params, "evaluate value_fn(params)")
+      _tree.require_params(name, params, "evaluate value_fn(params)")
       value = value_fn(params)
     dtype = scalar_dtype(updates)
     gap = jnp.maximum(jnp.asarray(value).astype(dtype) - hp["f_min"].astype(dtype), 0)

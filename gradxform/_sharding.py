@@ -25,9 +25,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 __all__ = ["member_shardings", "state_shardings"]
 
 
-def _is_none(x: Any) -> bool:
-  return x is None
-
 
 def _named_sharding(leaf: Any) -> Optional[NamedSharding]:
   sharding = getattr(leaf, "sharding", None)

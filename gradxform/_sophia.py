@@ -14,7 +14,7 @@ from gradxform._decay import add_decayed_weights
 from gradxform._hvp import hutchinson_diagonal
 from gradxform._hyperparams import Transform, check_hyperparameter
 from gradxform._module import static_field
-from gradxform._objective import require_params, require_value_fn
+from gradxform._objective import require_value_fn
 from gradxform._optimizers import _is_literal_zero, _named
 from gradxform._scaling import scale_by_learning_rate
 
@@ -53,7 +53,7 @@ class _ScaleBySophia(Transform):
   def apply(self, updates, state, params, hp, **extra):
     name = "scale_by_sophia"
     value_fn = require_value_fn(name, extra, "estimate the Hessian's diagonal with Hessian-vector products")
-    require_params(name, params, "estimate the Hessian's diagonal")
+    _tree.require_params(name, params, "estimate the Hessian's diagonal")
 
     def refresh():
       key, probe = jax.random.split(state.key)

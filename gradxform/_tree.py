@@ -14,10 +14,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 __all__ = [
     "check_floating",
+    "increment",
+    "is_none",
+    "require_params",
     "global_norm",
     "keystr",
     "leafwise",
@@ -25,8 +29,26 @@ __all__ = [
 ]
 
 
-def _is_none(x: Any) -> bool:
+def is_none(x: Any) -> bool:
+  """``is_leaf`` for trees where ``None`` marks a parameter outside a mask."""
   return x is None
+
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def increment(count: jax.Array) -> jax.Array:
+  """``count + 1`` for an int32 step counter, saturating instead of overflowing."""
+  return jnp.where(count < _INT32_MAX, count + 1, count)
+
+
+def require_params(transform: str, params: Any, why: str, where: str = "update") -> None:
+  """Raises a ``ValueError`` naming the transform if ``params`` is ``None``."""
+  if params is None:
+    call = "init(params)" if where == "init" else "update(grads, state, params)"
+    raise ValueError(
+        f"{transform}: params are required in {where}() (to {why}), but got None. "
+        f"Call {call} with the current parameters.")
 
 
 def keystr(path: Sequence[Any]) -> str:
@@ -70,8 +92,8 @@ def zeros_like(name: str, params: Any, dtype: Optional[Any] = None) -> Any:
 
 
 def _structure_error(name: str, what: str, got: Any, expected: Any) -> ValueError:
-  got_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(got, is_leaf=_is_none)[0]}
-  exp_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(expected, is_leaf=_is_none)[0]}
+  got_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(got, is_leaf=is_none)[0]}
+  exp_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(expected, is_leaf=is_none)[0]}
   missing = sorted(exp_paths - got_paths)[:3]
   extra = sorted(got_paths - exp_paths)[:3]
   detail = []
@@ -81,8 +103,8 @@ def _structure_error(name: str, what: str, got: Any, expected: Any) -> ValueErro
     detail.append(f"unexpected leaves {extra}")
   if not detail:
     detail.append(
-        f"the containers differ: got {jax.tree.structure(got, is_leaf=_is_none)}, "
-        f"expected {jax.tree.structure(expected, is_leaf=_is_none)}"
+        f"the containers differ: got {jax.tree.structure(got, is_leaf=is_none)}, "
+        f"expected {jax.tree.structure(expected, is_leaf=is_none)}"
     )
   return ValueError(
       f"{name}: the {what} tree does not match the optimizer state ({'; '.join(detail)}). "
@@ -141,7 +163,7 @@ def leafwise(
     ``(new_updates, *new_states)``; every leaf keeps the dtype it had.
   """
   scalars = dict(scalars or {})
-  flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)
+  flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
   paths = [path for path, _ in flat]
   g_leaves = [None if leaf is None else jnp.asarray(leaf) for _, leaf in flat]
   check_floating(name, updates, "update")
@@ -150,7 +172,7 @@ def leafwise(
     if state is None:
       state_leaves.append([None] * len(g_leaves))
       continue
-    leaves, state_def = jax.tree.flatten(state, is_leaf=_is_none)
+    leaves, state_def = jax.tree.flatten(state, is_leaf=is_none)
     if state_def != treedef:
       raise _structure_error(name, "update", updates, state)
     leaves = [None if leaf is None else jnp.asarray(leaf) for leaf in leaves]

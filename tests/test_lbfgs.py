@@ -238,5 +238,5 @@ def test_missing_value_fn_names_the_line_search(opt, match):
 
 def test_lbfgs_needs_params():
   opt = gx.scale_by_lbfgs()
-  with pytest.raises(ValueError, match=r"scale_by_lbfgs: needs the current params"):
+  with pytest.raises(ValueError, match=r"scale_by_lbfgs: params are required in update\(\)"):
     opt.update(jnp.ones(2), opt.init(jnp.ones(2)))

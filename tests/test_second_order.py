@@ -280,7 +280,7 @@ def test_missing_extra_argument_names_transform_and_argument(make, arg, match):
 
 def test_missing_params_is_a_clear_error():
   opt = gx.scale_by_curvature_step()
-  with pytest.raises(ValueError, match=r"scale_by_curvature_step: needs the current params"):
+  with pytest.raises(ValueError, match=r"scale_by_curvature_step: params are required in update\(\)"):
     opt.update(start(), opt.init(start()), None, value_fn=quadratic)
 
 
