@@ -124,7 +124,11 @@ class _Identity(GradientTransformation):
 
 
 def identity() -> GradientTransformation:
-  """Leaves updates unchanged: ``u ← g``. Useful as a placeholder in a chain."""
+  """Leaves updates unchanged: ``u ← g``. Useful as a placeholder in a chain.
+
+  References:
+    optax.identity, https://optax.readthedocs.io/en/latest/api/transformations.html
+  """
   return _Identity()
 
 
@@ -144,6 +148,9 @@ def stateless(fn: Callable[[Any, Any], Any]) -> GradientTransformation:
   """A transform without state from a function ``u ← fn(updates, params)``.
 
   Example: ``gx.stateless(lambda u, p: jax.tree.map(jnp.sign, u))``.
+
+  References:
+    optax.stateless, https://optax.readthedocs.io/en/latest/api/transformations.html
   """
   if not callable(fn):
     raise TypeError(f"stateless: expected a function fn(updates, params), got {type(fn).__name__}.")
@@ -161,6 +168,9 @@ def apply_updates(params: Any, updates: Any) -> Any:
     ValueError: if the trees differ, or an update's shape is not its
       parameter's (no broadcasting: it would silently change the shape).
     TypeError: if a parameter with an update is not floating point.
+
+  References:
+    optax.apply_updates, https://optax.readthedocs.io/en/latest/api/apply_updates.html
   """
   flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=lambda x: x is None)
   try:

@@ -185,7 +185,11 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
 
 
 def set_to_zero() -> GradientTransformation:
-  """Replaces every update by zeros: ``u = 0`` (parameters stay where they are)."""
+  """Replaces every update by zeros: ``u = 0`` (parameters stay where they are).
+
+  References:
+    optax.set_to_zero, https://optax.readthedocs.io/en/latest/api/transformations.html
+  """
   return stateless(_zeros)
 
 

@@ -46,6 +46,9 @@ def tree_get(tree: Any, path: Path) -> Any:
 
   Raises:
     KeyError: naming the first component that does not exist and the options there.
+
+  References:
+    optax.tree_utils.tree_get, https://optax.readthedocs.io/en/latest/api/utilities.html
   """
   node, where = tree, ""
   for key in _keys(path):
@@ -79,6 +82,9 @@ def tree_set(tree: Any, path: Path, value: Any, *, check: bool = True) -> Any:
   With ``check`` (default), ``value`` must have the replaced part's tree
   structure, shapes and dtypes, so the state stays valid for the optimizer and
   a jitted step does not recompile.
+
+  References:
+    optax.tree_utils.tree_set, https://optax.readthedocs.io/en/latest/api/utilities.html
   """
   old = tree_get(tree, path)
   if check:
@@ -102,6 +108,9 @@ def hyperparams(state: Any) -> dict[str, jax.Array]:
   Example: ``{"0/decay": 0.999, "0/numerator/decay": 0.9, "1/learning_rate": 1e-3}``
   for ``gx.adam(1e-3)``. The values are those used at the last update (at
   count 0 after init); scheduled hyperparameters show their current value.
+
+  References:
+    optax.tree_utils, https://optax.readthedocs.io/en/latest/api/utilities.html
   """
   found: dict[str, jax.Array] = {}
 

@@ -21,7 +21,11 @@ __all__ = ["Module", "static_field"]
 
 
 def static_field(**kwargs: Any) -> Any:
-  """Declares a dataclass field that is never a pytree leaf (a flag or option)."""
+  """Declares a dataclass field that is never a pytree leaf (a flag or option).
+
+  References:
+    Equinox static fields, https://docs.kidger.site/equinox/api/module/advanced_fields/
+  """
   metadata = dict(kwargs.pop("metadata", {}), static=True)
   return dataclasses.field(metadata=metadata, **kwargs)
 

@@ -275,6 +275,9 @@ def exploit(tree: Any, winners: Any, losers: Any) -> Any:
 
   Returns:
     The tree with ``x[losers] = x[winners]`` for every leaf.
+
+  References:
+    Jaderberg et al., 2017, "Population Based Training of Neural Networks", https://arxiv.org/abs/1711.09846
   """
   winners, losers = np.asarray(winners), np.asarray(losers)
   if winners.shape != losers.shape or winners.ndim != 1:
@@ -332,6 +335,9 @@ def perturb(key: jax.Array, hyperparams: Mapping[str, Any], members: Any, *,
 
   Returns:
     A new ``{name: array}``; the other members and names are unchanged.
+
+  References:
+    Jaderberg et al., 2017, "Population Based Training of Neural Networks", https://arxiv.org/abs/1711.09846
   """
   names = tuple(hyperparams) if names is None else tuple(names)
   unknown = [name for name in names if name not in hyperparams]

@@ -132,7 +132,11 @@ def quantize_blockwise(x: jax.Array, block_size: int = 2048, signed: bool = True
 
 
 def dequantize_blockwise(q: Quantized, shape: tuple, signed: bool = True) -> jax.Array:
-  """Decodes a :class:`Quantized` to a float32 array of ``shape`` (the inverse of :func:`quantize_blockwise`)."""
+  """Decodes a :class:`Quantized` to a float32 array of ``shape`` (the inverse of :func:`quantize_blockwise`).
+
+  References:
+    Dettmers et al., 2022, "8-bit Optimizers via Block-wise Quantization", https://arxiv.org/abs/2110.02861
+  """
   table = jnp.asarray(_MAPS[bool(signed)])
   values = jnp.take(table, q.codes.astype(jnp.int32), axis=0) * q.scales[:, None]
   size = int(np.prod(shape, dtype=np.int64))

@@ -42,6 +42,9 @@ def scale(step_size: Any) -> GradientTransformation:
   Returns:
     A transform with state :class:`ScaleState` (``hyperparams['step_size']``
     holds the factor used at the last update).
+
+  References:
+    optax.scale, https://optax.readthedocs.io/en/latest/api/transformations.html
   """
   check_hyperparameter("scale", "step_size", step_size)
   return _Scale(step_size)
@@ -56,6 +59,9 @@ def scale_by_schedule(step_size_fn: Any) -> GradientTransformation:
 
   Returns:
     A transform with state :class:`ScaleState`.
+
+  References:
+    optax.scale_by_schedule, https://optax.readthedocs.io/en/latest/api/transformations.html
   """
   if not callable(step_size_fn):
     raise TypeError(
@@ -87,6 +93,9 @@ def scale_by_learning_rate(learning_rate: Any) -> GradientTransformation:
   Returns:
     A transform with state :class:`ScaleState` (``hyperparams['learning_rate']``
     is the learning rate used at the last update).
+
+  References:
+    Robbins & Monro, 1951, "A Stochastic Approximation Method", https://doi.org/10.1214/aoms/1177729586
   """
   check_hyperparameter(
       "scale_by_learning_rate", "learning_rate", learning_rate, low=0.0,

@@ -154,6 +154,9 @@ def member_shardings(tree: Any, mesh: Mesh, axis: str = "members") -> Any:
 
   Returns:
     A tree of ``NamedSharding`` with the structure of ``tree``.
+
+  References:
+    JAX, "Distributed arrays and automatic parallelization", https://docs.jax.dev/en/latest/notebooks/Distributed_arrays_and_automatic_parallelization.html
   """
   if axis not in mesh.axis_names:
     raise ValueError(f"member_shardings: axis={axis!r} is not an axis of the mesh (axes "
