@@ -1,0 +1,218 @@
+"""Packed execution: Packer layout/errors, packed(opt) == opt, fully packed training == tree training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradxform as gx
+
+
+def _tree(seed=0):
+  k = jax.random.split(jax.random.PRNGKey(seed), 4)
+  return {
+      "dense": {"kernel": jax.random.normal(k[0], (3, 4)), "bias": jax.random.normal(k[1], (4,))},
+      "emb": jax.random.normal(k[2], (5, 2)).astype(jnp.bfloat16),
+      "scale": [jax.random.normal(k[3], ()), jnp.ones((2, 1, 3))],
+  }
+
+
+def _assert_tree_equal(a, b, rtol=0.0):
+  la, ta = jax.tree.flatten(a)
+  lb, tb = jax.tree.flatten(b)
+  assert ta == tb
+  for x, y in zip(la, lb):
+    assert x.shape == y.shape and x.dtype == y.dtype
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if rtol == 0.0:
+      np.testing.assert_array_equal(x, y)
+    else:
+      np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * max(1.0, float(np.max(np.abs(y)))))
+
+
+def test_round_trip_mixed_dtypes():
+  params = _tree()
+  packer = gx.Packer(params)
+  flat = packer.pack(params)
+  assert set(flat) == {"float32", "bfloat16"}
+  assert flat["float32"].shape == (12 + 4 + 1 + 6,) and flat["bfloat16"].shape == (10,)
+  _assert_tree_equal(packer.unpack(flat), params)
+  # leaf_slices / segment_ids agree with the layout
+  ids = packer.segment_ids()
+  for i, (name, start, stop) in enumerate(packer.leaf_slices):
+    assert (ids[name][start:stop] == i).all()
+  assert packer.num_leaves == 5
+
+
+def test_round_trip_float64():
+  with jax.enable_x64(True):
+    params = {"a": jnp.ones((2, 2), jnp.float64), "b": jnp.zeros(3, jnp.float32)}
+    packer = gx.Packer(params)
+    flat = packer.pack(params)
+    assert flat["float64"].dtype == jnp.float64 and flat["float32"].shape == (3,)
+    _assert_tree_equal(packer.unpack(flat), params)
+
+
+def test_packer_is_hashable_and_accepts_abstract_values():
+  params = _tree()
+  abstract = jax.eval_shape(lambda: params)
+  assert gx.Packer(abstract) == gx.Packer(params)
+  assert hash(gx.Packer(abstract)) == hash(gx.Packer(params))
+  assert {k: v.shape for k, v in gx.Packer(params).abstract().items()} == {"float32": (23,), "bfloat16": (10,)}
+  # works under jit (closed over), and unpack fuses into a computation
+  packer = gx.Packer(params)
+  out = jax.jit(lambda f: jax.tree.map(jnp.sum, packer.unpack(f)))(packer.pack(params))
+  assert jax.tree.structure(out) == jax.tree.structure(params)
+
+
+def test_errors_name_the_leaf():
+  params = _tree()
+  packer = gx.Packer(params)
+  bad_shape = dict(params, dense={"kernel": jnp.ones((4, 3)), "bias": params["dense"]["bias"]})
+  with pytest.raises(ValueError, match=r"\['dense'\]\['kernel'\].*shape"):
+    packer.pack(bad_shape)
+  bad_dtype = dict(params, emb=params["emb"].astype(jnp.float32))
+  with pytest.raises(ValueError, match=r"\['emb'\].*dtype float32"):
+    packer.pack(bad_dtype)
+  bad_structure = {k: v for k, v in params.items() if k != "emb"}
+  with pytest.raises(ValueError, match=r"missing leaves \[\"\['emb'\]\"\]"):
+    packer.pack(bad_structure)
+  with pytest.raises(ValueError, match=r"\['x'\] is None"):
+    gx.Packer({"x": None, "y": jnp.ones(2)})
+  with pytest.raises(TypeError, match=r"\['step'\].*int32"):
+    gx.Packer({"step": jnp.zeros(2, jnp.int32)})
+  with pytest.raises(ValueError, match="expected a dict with the keys"):
+    packer.unpack({"float32": jnp.zeros(23)})
+
+
+OPTIMIZERS = {
+    "sgd-momentum": lambda: gx.sgd(0.1, momentum=0.9, nesterov=True),
+    "adam": lambda: gx.adam(1e-2),
+    "adamw": lambda: gx.adamw(1e-2, weight_decay=0.1),
+    "lion": lambda: gx.lion(1e-3, weight_decay=0.01),
+    "rmsprop-centered": lambda: gx.rmsprop(1e-2, centered=True, momentum=0.5),
+    "clip+adam": lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_packed_equals_tree(name):
+  opt = OPTIMIZERS[name]()
+  popt = gx.packed(OPTIMIZERS[name]())
+  params = _tree()
+  p_tree, p_pack = params, params
+  s_tree, s_pack = opt.init(params), popt.init(params)
+
+  @jax.jit
+  def step(p_tree, s_tree, p_pack, s_pack, g):
+    u, s_tree = opt.update(g, s_tree, p_tree)
+    v, s_pack = popt.update(g, s_pack, p_pack)
+    return gx.apply_updates(p_tree, u), s_tree, gx.apply_updates(p_pack, v), s_pack
+
+  for i in range(4):
+    grads = jax.tree.map(lambda x: 3.0 * x.astype(jnp.float32).astype(x.dtype), _tree(10 + i))
+    p_tree, s_tree, p_pack, s_pack = step(p_tree, s_tree, p_pack, s_pack, grads)
+  # The rules are the same per element, but XLA:CPU may compile the long packed
+  # loop differently (vectorization/FMA): observed differences are ~1 ulp; the
+  # global norm also sums in another order.
+  _assert_tree_equal(p_pack, p_tree, rtol=1e-6)
+
+
+def test_packed_state_is_buffers_and_eval_shape_works():
+  params = _tree()
+  popt = gx.packed(gx.adam(1e-3))
+  state = jax.eval_shape(popt.init, params)
+  nu = state[0].nu
+  assert {k: v.shape for k, v in nu.items()} == {"float32": (23,), "bfloat16": (10,)}
+  assert nu["bfloat16"].dtype == jnp.bfloat16
+  # params left out where the optimizer does not need them
+  u, _ = popt.update(params, popt.init(params))
+  assert jax.tree.structure(u) == jax.tree.structure(params)
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: gx.clip_by_block_rms(1.0), "clip_by_block_rms"),
+    (lambda: gx.adaptive_grad_clip(0.1), "adaptive_grad_clip"),
+    (lambda: gx.chain(gx.centralize(), gx.adam(1e-3)), "centralize"),
+    (lambda: gx.partition({"a": gx.adam(1e-3)}, {"w": "a"}), "partition"),
+    (lambda: gx.masked(gx.adam(1e-3), {"w": True}), "masked"),
+    (lambda: gx.lbfgs(), "scale_by_lbfgs"),
+])
+def test_refuses_per_leaf_transforms(make, name):
+  with pytest.raises(TypeError, match=rf"packed: {name} reduces over each parameter leaf.*"
+                                      r"chain\(clip_by_block_rms\(1.0\), packed\(adam\(1e-3\)\)\)"):
+    gx.packed(make())
+
+
+def test_refuses_unknown_transforms():
+  with pytest.raises(TypeError, match="not known to be elementwise"):
+    gx.packed(gx.stateless(lambda u, p: u))
+  # and a per-leaf transform outside packed(...) composes
+  opt = gx.chain(gx.clip_by_block_rms(1.0), gx.packed(gx.adam(1e-3)))
+  params = _tree()
+  u, _ = opt.update(params, opt.init(params), params)
+  assert jax.tree.structure(u) == jax.tree.structure(params)
+
+
+def _mlp(seed=0, sizes=(8, 16, 16, 4)):
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes))
+  return [{"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)}
+          for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def _loss(params, batch):
+  x, y = batch
+  for layer in params[:-1]:
+    x = jnp.tanh(x @ layer["w"] + layer["b"])
+  out = x @ params[-1]["w"] + params[-1]["b"]
+  return jnp.mean((out - y) ** 2)
+
+
+def test_fully_packed_training_equals_tree_training():
+  params = _mlp()
+  x = jax.random.normal(jax.random.PRNGKey(1), (32, 8))
+  batch = (x, jnp.sin(x[:, :4]))
+  opt = gx.adamw(1e-2, weight_decay=0.1)
+
+  @jax.jit
+  def tree_step(p, s, batch):
+    g = jax.grad(_loss)(p, batch)
+    u, s = opt.update(g, s, p)
+    return gx.apply_updates(p, u), s
+
+  packer = gx.Packer(params)
+  traces = []
+
+  @jax.jit
+  def flat_step(flat, s, batch):
+    traces.append(1)
+    g = jax.grad(lambda f, b: _loss(packer.unpack(f), b))(flat, batch)
+    assert set(g) == {"float32"} and g["float32"].ndim == 1
+    u, s = opt.update(g, s, flat)
+    return gx.apply_updates(flat, u), s
+
+  p, s = params, opt.init(params)
+  flat = packer.pack(params)
+  fs = opt.init(flat)
+  for _ in range(5):
+    p, s = tree_step(p, s, batch)
+    flat, fs = flat_step(flat, fs, batch)
+  assert len(traces) == 1  # no recompile after the first call
+  _assert_tree_equal(packer.unpack(flat), p, rtol=1e-6)
+
+
+def test_packed_wrapper_does_not_recompile():
+  params = _tree()
+  popt = gx.packed(gx.adam(1e-3))
+  traces = []
+
+  @jax.jit
+  def step(p, s, g):
+    traces.append(1)
+    u, s = popt.update(g, s, p)
+    return gx.apply_updates(p, u), s
+
+  s = popt.init(params)
+  for _ in range(3):
+    params, s = step(params, s, params)
+  assert len(traces) == 1
