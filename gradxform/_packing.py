@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._base import GradientTransformation
-from gradxform._tree import keystr
+from gradxform._tree import keystr, tree_difference
 
 __all__ = ["Packer", "packed"]
 
@@ -151,19 +151,10 @@ class Packer:
   def _check(self, tree: Any, what: str):
     flat, treedef = _flatten(tree, what)
     if treedef != self.treedef:
-      got = {keystr(p) for p, _ in flat}
-      want = set(self.paths)
-      missing, extra = sorted(want - got), sorted(got - want)
-      detail = []
-      if missing:
-        detail.append(f"missing leaves {missing[:5]}")
-      if extra:
-        detail.append(f"unexpected leaves {extra[:5]}")
-      if not detail:
-        detail.append(f"structure {treedef} instead of {self.treedef}")
+      detail = tree_difference({keystr(p) for p, _ in flat}, set(self.paths), treedef, self.treedef, limit=5)
       raise ValueError(
           f"Packer.pack: the {what} tree does not match the recorded layout: "
-          f"{'; '.join(detail)}. Pack trees with the structure the Packer was built from.")
+          f"{detail}. Pack trees with the structure the Packer was built from.")
     leaves = []
     for (path, leaf), shape, dtype in zip(flat, self.shapes, self.dtypes):
       got_shape, got_dtype = _spec(leaf)

@@ -91,23 +91,29 @@ def zeros_like(name: str, params: Any, dtype: Optional[Any] = None) -> Any:
   return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or jnp.result_type(p)), params)
 
 
-def _structure_error(name: str, what: str, got: Any, expected: Any) -> ValueError:
-  got_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(got, is_leaf=is_none)[0]}
-  exp_paths = {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(expected, is_leaf=is_none)[0]}
-  missing = sorted(exp_paths - got_paths)[:3]
-  extra = sorted(got_paths - exp_paths)[:3]
+def tree_difference(got_paths: set, expected_paths: set, got_structure: Any, expected_structure: Any,
+                    limit: int = 3) -> str:
+  """Says how two trees differ: ``missing leaves [...]; unexpected leaves [...]``, else the containers."""
+  missing, extra = sorted(expected_paths - got_paths)[:limit], sorted(got_paths - expected_paths)[:limit]
   detail = []
   if missing:
     detail.append(f"missing leaves {missing}")
   if extra:
     detail.append(f"unexpected leaves {extra}")
   if not detail:
-    detail.append(
-        f"the containers differ: got {jax.tree.structure(got, is_leaf=is_none)}, "
-        f"expected {jax.tree.structure(expected, is_leaf=is_none)}"
-    )
+    detail.append(f"the containers differ: got {got_structure}, expected {expected_structure}")
+  return "; ".join(detail)
+
+
+def _paths(tree: Any) -> set:
+  return {keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_none)[0]}
+
+
+def _structure_error(name: str, what: str, got: Any, expected: Any) -> ValueError:
+  detail = tree_difference(_paths(got), _paths(expected), jax.tree.structure(got, is_leaf=is_none),
+                           jax.tree.structure(expected, is_leaf=is_none))
   return ValueError(
-      f"{name}: the {what} tree does not match the optimizer state ({'; '.join(detail)}). "
+      f"{name}: the {what} tree does not match the optimizer state ({detail}). "
       "Pass updates with the same structure as the params given to init(), or "
       "call init() again for the new parameter tree."
   )
