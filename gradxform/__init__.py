@@ -93,8 +93,8 @@ from gradxform._optimizers import nadam as nadam
 from gradxform._optimizers import radam as radam
 from gradxform._optimizers import rmsprop as rmsprop
 from gradxform._optimizers import sgd as sgd
-from gradxform._packing import packed as packed
-from gradxform._packing import Packer as Packer
+from gradxform._packed import packed as packed
+from gradxform._packer import Packer as Packer
 from gradxform._polyak import polyak_sgd as polyak_sgd
 from gradxform._polyak import scale_by_polyak as scale_by_polyak
 from gradxform._polyak import ScaleByPolyakState as ScaleByPolyakState

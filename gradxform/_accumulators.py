@@ -33,11 +33,11 @@ class _Trace(Transform):
   def apply(self, updates, state, params, hp, **extra):
     nesterov = self.nesterov
 
-    def rule(g, buf, decay):
-      buf = decay * buf + g
+    def rule(g, buf, decay, stored):
+      buf, = stored(decay * buf + g)
       return (g + decay * buf if nesterov else buf), buf
 
-    updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=hp)
+    updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=hp, stored=True)
     return updates, {"trace": buf}
 
 
@@ -91,14 +91,14 @@ class _Ema(Transform):
     t = step_number(state, hp, "decay")
     debias = self.debias
 
-    def rule(g, m, decay, correction):
-      m = decay * m + (1 - decay) * g
+    def rule(g, m, decay, correction, stored):
+      m, = stored(decay * m + (1 - decay) * g)
       return (m / correction if debias else m), m
 
     correction = 1 - hp["decay"] ** t
     updates, m = _tree.leafwise(
         self.name, rule, updates, state.ema,
-        scalars={**hp, "correction": correction}, check_dtype=(self.dtype is None,))
+        scalars={**hp, "correction": correction}, check_dtype=(self.dtype is None,), stored=True)
     return updates, {"ema": m}
 
 
@@ -115,7 +115,8 @@ def ema(decay: Any = 0.9, debias: bool = True, dtype: Optional[Any] = None) -> G
   Args:
     decay: ``β`` in [0, 1) (float, array or schedule).
     debias: divide by ``1 - β^t`` to remove the bias towards the zero start.
-    dtype: dtype of the stored average (default: the parameters' dtype).
+    dtype: dtype of the stored average (default: the parameters' dtype). The
+      update is computed from the average as stored (rounded to ``dtype``).
 
   Returns:
     A transform with state :class:`EmaState`.

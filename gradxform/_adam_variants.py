@@ -47,13 +47,13 @@ class _ScaleByAdamax(Transform):
   def apply(self, updates, state, params, hp, **extra):
     numerator, numerator_state = self.numerator.update(updates, state.numerator, params, **extra)
 
-    def rule(g, num, inf_norm, b2, eps):
-      inf_norm = jnp.maximum(b2 * inf_norm, jnp.abs(g) + eps)
-      return _tree.divide_or_zero(num, inf_norm), num, inf_norm
+    def rule(g, inf_norm, num, b2, eps, stored):
+      inf_norm, = stored(jnp.maximum(b2 * inf_norm, jnp.abs(g) + eps))
+      return _tree.divide_or_zero(num, inf_norm), inf_norm, num
 
-    updates, _, inf_norm = _tree.leafwise("scale_by_adamax", rule, updates, numerator,
-                                          state.inf_norm, scalars=hp,
-                                          check_dtype=(True, self.nu_dtype is None))
+    updates, inf_norm, _ = _tree.leafwise("scale_by_adamax", rule, updates, state.inf_norm, numerator,
+                                          scalars=hp, check_dtype=(self.nu_dtype is None, True),
+                                          stored=True)
     return updates, {"inf_norm": inf_norm, "numerator": numerator_state}
 
 
@@ -70,7 +70,8 @@ def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype
   eps is added to ``|g|`` inside the max, as torch and optax do. Like Adam
   it is a bias-corrected :func:`ema` (the numerator) divided by a per-coordinate
   scale of the same gradient. ``mu_dtype``/``nu_dtype`` set the dtypes of ``m``
-  and ``u^∞`` (default: the parameters').
+  and ``u^∞`` (default: the parameters'); ``u_t`` is computed from them as
+  stored (rounded to these dtypes), as in :func:`scale_by_adam`.
 
   References:
     Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization", Section 7.1,
@@ -119,14 +120,13 @@ class _ScaleByNadam(Transform):
         "correction": 1 - b2.astype(b1.dtype) ** t,
     }
 
-    def rule(g, mu, nu, b1, b2, eps, grad_coef, mom_coef, correction):
-      mu = b1 * mu + (1 - b1) * g
-      nu = b2 * nu + (1 - b2) * g * g
+    def rule(g, mu, nu, b1, b2, eps, grad_coef, mom_coef, correction, stored):
+      mu, nu = stored(b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g * g)
       denom = jnp.sqrt(nu / correction) + eps
       return _tree.divide_or_zero(grad_coef * g + mom_coef * mu, denom), mu, nu
 
     updates, mu, nu = _tree.leafwise("scale_by_nadam", rule, updates, state.mu, state.nu, scalars=scalars,
-                                   check_dtype=(self.mu_dtype is None, self.nu_dtype is None))
+                                     check_dtype=(self.mu_dtype is None, self.nu_dtype is None), stored=True)
     return updates, {"mu_product": mu_product.astype(state.mu_product.dtype), "mu": mu, "nu": nu}
 
 
@@ -154,7 +154,8 @@ def scale_by_nadam(
     b1, b2: moment decays in [0, 1).
     eps: ``ε ≥ 0`` outside the root.
     momentum_decay: ``ψ ≥ 0``.
-    mu_dtype, nu_dtype: dtypes of ``m`` and ``v`` (default: the parameters').
+    mu_dtype, nu_dtype: dtypes of ``m`` and ``v`` (default: the parameters');
+      ``u_t`` is computed from them as stored (rounded to these dtypes).
 
   References:
     Dozat, 2016, "Incorporating Nesterov Momentum into Adam",
@@ -204,15 +205,14 @@ class _ScaleByRadam(Transform):
         "plain_coef": jnp.where(rectify, 0.0, 1.0),
     }
 
-    def rule(g, mu, nu, b1, b2, eps, correction1, adaptive_coef, plain_coef):
-      mu = b1 * mu + (1 - b1) * g
-      nu = b2 * nu + (1 - b2) * g * g
+    def rule(g, mu, nu, b1, b2, eps, correction1, adaptive_coef, plain_coef, stored):
+      mu, nu = stored(b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g * g)
       m_hat = mu / correction1
       adaptive = adaptive_coef * _tree.divide_or_zero(m_hat, jnp.sqrt(nu) + eps)
       return adaptive + plain_coef * m_hat, mu, nu
 
     updates, mu, nu = _tree.leafwise("scale_by_radam", rule, updates, state.mu, state.nu, scalars=scalars,
-                                   check_dtype=(self.mu_dtype is None, self.nu_dtype is None))
+                                     check_dtype=(self.mu_dtype is None, self.nu_dtype is None), stored=True)
     return updates, {"mu": mu, "nu": nu}
 
 
@@ -233,7 +233,8 @@ def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype:
   with ``m``, ``v`` the moments of :func:`scale_by_adam`. As torch, eps is
   added to ``√v`` (not ``√v̂``) and rectification starts when ``ρ_t > 5``;
   optax uses ``ρ_t ≥ 5`` and eps on ``√v̂``. ``mu_dtype``/``nu_dtype`` set the
-  dtypes of ``m`` and ``v`` (default: the parameters').
+  dtypes of ``m`` and ``v`` (default: the parameters'); ``u_t`` is computed
+  from them as stored (rounded to these dtypes), as in :func:`scale_by_adam`.
 
   References:
     Liu et al., 2020, "On the Variance of the Adaptive Learning Rate and
@@ -282,7 +283,8 @@ def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None)
   Args:
     b1: interpolation weight of the update, in [0, 1).
     b2: decay of the momentum, in [0, 1).
-    mu_dtype: dtype of ``m`` (default: the parameters').
+    mu_dtype: dtype of ``m`` (default: the parameters'). ``u_t`` reads
+      ``m_{t-1}`` as stored (rounded to this dtype).
 
   References:
     Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms",

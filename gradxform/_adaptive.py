@@ -62,21 +62,23 @@ class _ScaleByRms(Transform):
     t = step_number(state, hp, "decay")
     correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])
 
-    def rule(g, num, nu, grad_avg, nu_max, decay, eps, eps_root, correction):
-      nu = decay * nu + (1 - decay) * g * g
+    def rule(g, nu, nu_max, grad_avg, num, decay, eps, eps_root, correction, stored):
+      nu, = stored(decay * nu + (1 - decay) * g * g)  # amsgrad's running maximum is of stored values
       if amsgrad:
         nu_max = jnp.maximum(nu_max, nu)
-      v = (nu_max if amsgrad else nu) / correction
       if centered:
         grad_avg = decay * grad_avg + (1 - decay) * g
+      nu, nu_max, grad_avg = stored(nu, nu_max, grad_avg)
+      v = (nu_max if amsgrad else nu) / correction
+      if centered:
         v = jnp.maximum(v - jnp.square(grad_avg / correction), 0)
       u = _tree.divide_or_zero(num, jnp.sqrt(v + eps_root) + eps)
-      return u, num, nu, grad_avg, nu_max
+      return u, nu, nu_max, grad_avg, num
 
     same = self.dtype is None
-    updates, _, nu, grad_avg, nu_max = _tree.leafwise(
-        self.name, rule, updates, numerator, state.nu, state.grad_avg, state.nu_max,
-        scalars={**hp, "correction": correction}, check_dtype=(True, same, same, same))
+    updates, nu, nu_max, grad_avg, _ = _tree.leafwise(
+        self.name, rule, updates, state.nu, state.nu_max, state.grad_avg, numerator,
+        scalars={**hp, "correction": correction}, check_dtype=(same, same, same, True), stored=True)
     return updates, {"nu": nu, "grad_avg": grad_avg, "nu_max": nu_max, "numerator": numerator_state}
 
 
@@ -121,7 +123,8 @@ def scale_by_rms(
     debias: divide ``v`` (and the centered mean) by ``1 - ρ^t``.
     amsgrad: use ``max_{s ≤ t} v_s`` (Reddi et al. 2018).
     numerator: transform whose output is divided (default: identity).
-    dtype: dtype of the stored averages (default: the parameters' dtype).
+    dtype: dtype of the stored averages (default: the parameters' dtype). The
+      update is computed from the averages as stored (rounded to ``dtype``).
 
   Returns:
     A transform with state :class:`ScaleByRmsState`.
@@ -171,7 +174,9 @@ def scale_by_adam(
 
   ``amsgrad`` takes the maximum of the raw ``v`` and then divides by
   ``1-β₂^t``, as torch. The state is a :class:`ScaleByRmsState`: ``nu`` is
-  ``v``, ``numerator.ema`` is ``m``.
+  ``v``, ``numerator.ema`` is ``m``. ``u_t`` is computed from ``m_t`` and
+  ``v_t`` as stored (rounded to ``mu_dtype``/``nu_dtype``), as optax and torch
+  do with low-precision moments.
 
   Args:
     b1: first-moment decay ``β₁`` in [0, 1).
@@ -216,11 +221,12 @@ class _ScaleByAdagrad(Transform):
 
   def apply(self, updates, state, params, hp, **extra):
 
-    def rule(g, total, initial_accumulator_value, eps, eps_root):
-      total = total + g * g
+    def rule(g, total, initial_accumulator_value, eps, eps_root, stored):
+      total, = stored(total + g * g)
       return _tree.divide_or_zero(g, jnp.sqrt(total + eps_root) + eps), total
 
-    updates, total = _tree.leafwise("scale_by_adagrad", rule, updates, state.sum_of_squares, scalars=hp)
+    updates, total = _tree.leafwise("scale_by_adagrad", rule, updates, state.sum_of_squares, scalars=hp,
+                                    stored=True)
     return updates, {"sum_of_squares": total}
 
 
@@ -274,14 +280,14 @@ class _ScaleByAdadelta(Transform):
 
   def apply(self, updates, state, params, hp, **extra):
 
-    def rule(g, square_avg, acc_delta, rho, eps):
-      square_avg = rho * square_avg + (1 - rho) * g * g
+    def rule(g, square_avg, acc_delta, rho, eps, stored):
+      square_avg, = stored(rho * square_avg + (1 - rho) * g * g)
       delta = jnp.sqrt(acc_delta + eps) / jnp.sqrt(square_avg + eps) * g
       acc_delta = rho * acc_delta + (1 - rho) * delta * delta
       return delta, square_avg, acc_delta
 
     updates, square_avg, acc_delta = _tree.leafwise(
-        "scale_by_adadelta", rule, updates, state.square_avg, state.acc_delta, scalars=hp)
+        "scale_by_adadelta", rule, updates, state.square_avg, state.acc_delta, scalars=hp, stored=True)
     return updates, {"square_avg": square_avg, "acc_delta": acc_delta}
 
 

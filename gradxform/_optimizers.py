@@ -4,7 +4,9 @@ The update rules are documented once, on the primitives; each optimizer below
 says which chain it is. For the same hyperparameters each reproduces the
 corresponding ``torch.optim`` class step for step. Adam-family optimizers take
 keyword-only ``mu_dtype``/``nu_dtype`` (the dtypes of the stored moments, e.g.
-float32 moments for bfloat16 parameters; default: the parameters' dtype).
+float32 moments for bfloat16 parameters; default: the parameters' dtype). The
+rules run in at least float32 and use the moments as stored (rounded to their
+dtype), as torch does with low-precision state and optax with ``mu_dtype``.
 """
 
 from __future__ import annotations

@@ -65,12 +65,12 @@ class _ScaleBySophia(Transform):
     hessian, key = jax.lax.cond(state.count % self.update_every == 0, refresh,
                                 lambda: (state.hessian, state.key))
 
-    def rule(g, mu, h, b1, rho, eps):
-      mu = b1 * mu + (1 - b1) * g
+    def rule(g, mu, h, b1, rho, eps, stored):
+      mu, = stored(b1 * mu + (1 - b1) * g)
       return jnp.clip(mu / jnp.maximum(rho * h, eps), -1, 1), mu, h
 
     updates, mu, _ = _tree.leafwise(name, rule, updates, state.mu, hessian,
-                                    scalars={k: hp[k] for k in ("b1", "rho", "eps")})
+                                    scalars={k: hp[k] for k in ("b1", "rho", "eps")}, stored=True)
     return updates, {"mu": mu, "hessian": hessian, "key": key}
 
 

@@ -5,7 +5,10 @@ the gradient leaf, the state leaves and scalar hyperparameters. :func:`leafwise`
 lifts such a rule to whole trees: it checks that the gradient tree matches the
 state (structure, shapes, dtypes), runs the rule in at least float32 (so a
 ``b2`` of 0.999 is never rounded to 1.0 for bfloat16 parameters, as torch's
-"opmath" does) and casts every result back to the dtype it is stored in.
+"opmath" does) and casts every result back to the dtype it is stored in. A rule
+computes its update from new state *as stored* (``stored``), as torch and optax
+do with low-precision state: the update never depends on digits that are
+thrown away.
 """
 
 from __future__ import annotations
@@ -142,6 +145,13 @@ def _cast(x: jax.Array, dtype: Any) -> jax.Array:
   return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
 
 
+def _storage(olds: Sequence[Any], dtype: Any) -> Callable[..., tuple]:
+  """``stored`` for one leaf: new state values rounded to the dtypes of ``olds``, back in ``dtype``."""
+  def stored(*values):
+    return tuple(None if v is None else _cast(_cast(v, s.dtype), dtype) for v, s in zip(values, olds))
+  return stored
+
+
 def leafwise(
     name: str,
     rule: Callable[..., tuple],
@@ -149,6 +159,7 @@ def leafwise(
     *states: Any,
     scalars: Optional[Mapping[str, jax.Array]] = None,
     check_dtype: Sequence[bool] = (),
+    stored: bool = False,
 ) -> tuple:
   """Applies ``rule(g, *state_leaves, **scalars) -> (u, *new_state_leaves)`` leaf by leaf.
 
@@ -164,6 +175,10 @@ def leafwise(
     scalars: named scalar hyperparameters (arrays), cast once per dtype.
     check_dtype: for each state, whether its dtype must equal the gradients'
       (true where the state inherited the parameters' dtype). Defaults to true.
+    stored: also pass the rule ``stored(*new_leaves)``, which returns new
+      values of the first states (in order) as they will be stored: rounded to
+      each state's dtype, in the compute dtype. A rule whose update reads new
+      state computes it from these values.
 
   Returns:
     ``(new_updates, *new_states)``; every leaf keeps the dtype it had.
@@ -202,8 +217,10 @@ def leafwise(
         outs[j + 1].append(s)
       continue
     dtype = compute_dtype(g.dtype)
-    result = rule(_cast(g, dtype), *(None if s is None else _cast(s, dtype) for s in olds),
-                  **cast_scalars(dtype))
+    kwargs = cast_scalars(dtype)
+    if stored:
+      kwargs = {**kwargs, "stored": _storage(olds, dtype)}
+    result = rule(_cast(g, dtype), *(None if s is None else _cast(s, dtype) for s in olds), **kwargs)
     outs[0].append(_cast(result[0], g.dtype))
     for j, (new, old) in enumerate(zip(result[1:], olds)):
       outs[j + 1].append(None if new is None else _cast(new, old.dtype))

@@ -3,6 +3,10 @@
 Each reference is a small stateful object: ``ref(grads, params) -> updates`` for
 lists of float64 arrays. Elementwise rules keep one state per leaf. None of this
 code imports gradxform.
+
+The Adam family, ``Ema`` and ``RMSProp`` take ``store``: how a moment is kept
+between steps (e.g. rounded to bfloat16). The update is computed from the
+moments as stored, as optax and torch do with low-precision state.
 """
 
 import math
@@ -13,9 +17,10 @@ import numpy as np
 class _PerLeaf:
   """Runs an elementwise rule ``rule(g, p, state, t) -> (u, state)`` on each leaf."""
 
-  def __init__(self):
+  def __init__(self, store=None):
     self.t = 0
     self.states = None
+    self.store = store or (lambda x: x)
 
   def __call__(self, grads, params):
     self.t += 1
@@ -97,30 +102,30 @@ class Momentum(_PerLeaf):
 
 
 class Ema(_PerLeaf):
-  def __init__(self, decay, debias=True):
-    super().__init__(); self.d = decay; self.debias = debias
+  def __init__(self, decay, debias=True, store=None):
+    super().__init__(store); self.d = decay; self.debias = debias
 
   def init(self, g):
     return np.zeros_like(g)
 
   def rule(self, g, p, m, t):
-    m = self.d * m + (1 - self.d) * g
+    m = self.store(self.d * m + (1 - self.d) * g)
     return (m / (1 - self.d ** t) if self.debias else m), m
 
 
 class RMSProp(_PerLeaf):
   """Tieleman & Hinton 2012 / Graves 2013 (centered), torch's eps placement."""
 
-  def __init__(self, alpha, eps, centered=False, eps_root=0.0):
-    super().__init__(); self.a = alpha; self.eps = eps; self.centered = centered; self.eps_root = eps_root
+  def __init__(self, alpha, eps, centered=False, eps_root=0.0, store=None):
+    super().__init__(store); self.a = alpha; self.eps = eps; self.centered = centered; self.eps_root = eps_root
 
   def init(self, g):
     return (np.zeros_like(g), np.zeros_like(g))
 
   def rule(self, g, p, s, t):
     v, gbar = s
-    v = self.a * v + (1 - self.a) * g ** 2
-    gbar = self.a * gbar + (1 - self.a) * g
+    v = self.store(self.a * v + (1 - self.a) * g ** 2)
+    gbar = self.store(self.a * gbar + (1 - self.a) * g)
     var = v - gbar ** 2 if self.centered else v
     return g / (np.sqrt(var + self.eps_root) + self.eps), (v, gbar)
 
@@ -128,8 +133,8 @@ class RMSProp(_PerLeaf):
 class Adam(_PerLeaf):
   """Kingma & Ba 2015, Algorithm 1 with eps added to sqrt(v_hat); AMSGrad as torch (max of raw v)."""
 
-  def __init__(self, b1, b2, eps, eps_root=0.0, amsgrad=False):
-    super().__init__()
+  def __init__(self, b1, b2, eps, eps_root=0.0, amsgrad=False, store=None):
+    super().__init__(store)
     self.b1, self.b2, self.eps, self.eps_root, self.amsgrad = b1, b2, eps, eps_root, amsgrad
 
   def init(self, g):
@@ -137,8 +142,8 @@ class Adam(_PerLeaf):
 
   def rule(self, g, p, s, t):
     m, v, vmax = s
-    m = self.b1 * m + (1 - self.b1) * g
-    v = self.b2 * v + (1 - self.b2) * g * g
+    m = self.store(self.b1 * m + (1 - self.b1) * g)
+    v = self.store(self.b2 * v + (1 - self.b2) * g * g)
     vmax = np.maximum(vmax, v)
     m_hat = m / (1 - self.b1 ** t)
     v_hat = (vmax if self.amsgrad else v) / (1 - self.b2 ** t)
@@ -148,24 +153,24 @@ class Adam(_PerLeaf):
 class Adamax(_PerLeaf):
   """Kingma & Ba 2015, Algorithm 2, with torch's u = max(b2 u, |g| + eps)."""
 
-  def __init__(self, b1, b2, eps):
-    super().__init__(); self.b1, self.b2, self.eps = b1, b2, eps
+  def __init__(self, b1, b2, eps, store=None):
+    super().__init__(store); self.b1, self.b2, self.eps = b1, b2, eps
 
   def init(self, g):
     return (np.zeros_like(g), np.zeros_like(g))
 
   def rule(self, g, p, s, t):
     m, u = s
-    m = self.b1 * m + (1 - self.b1) * g
-    u = np.maximum(self.b2 * u, np.abs(g) + self.eps)
+    m = self.store(self.b1 * m + (1 - self.b1) * g)
+    u = self.store(np.maximum(self.b2 * u, np.abs(g) + self.eps))
     return m / ((1 - self.b1 ** t) * u), (m, u)
 
 
 class NAdam(_PerLeaf):
   """Dozat 2016 with torch's schedule mu_t = b1 (1 - 0.5 * 0.96^(t psi))."""
 
-  def __init__(self, b1, b2, eps, psi):
-    super().__init__(); self.b1, self.b2, self.eps, self.psi = b1, b2, eps, psi
+  def __init__(self, b1, b2, eps, psi, store=None):
+    super().__init__(store); self.b1, self.b2, self.eps, self.psi = b1, b2, eps, psi
 
   def init(self, g):
     return (np.zeros_like(g), np.zeros_like(g))
@@ -174,8 +179,8 @@ class NAdam(_PerLeaf):
     m, v = s
     mu = lambda k: self.b1 * (1 - 0.5 * 0.96 ** (k * self.psi))
     prod = math.prod(mu(k) for k in range(1, t + 1))
-    m = self.b1 * m + (1 - self.b1) * g
-    v = self.b2 * v + (1 - self.b2) * g * g
+    m = self.store(self.b1 * m + (1 - self.b1) * g)
+    v = self.store(self.b2 * v + (1 - self.b2) * g * g)
     denom = np.sqrt(v / (1 - self.b2 ** t)) + self.eps
     u = (1 - mu(t)) / (1 - prod) * g / denom + mu(t + 1) / (1 - prod * mu(t + 1)) * m / denom
     return u, (m, v)
@@ -184,16 +189,16 @@ class NAdam(_PerLeaf):
 class RAdam(_PerLeaf):
   """Liu et al. 2020, Algorithm 2, rectifying when rho_t > 5 and with eps on sqrt(v), as torch."""
 
-  def __init__(self, b1, b2, eps):
-    super().__init__(); self.b1, self.b2, self.eps = b1, b2, eps
+  def __init__(self, b1, b2, eps, store=None):
+    super().__init__(store); self.b1, self.b2, self.eps = b1, b2, eps
 
   def init(self, g):
     return (np.zeros_like(g), np.zeros_like(g))
 
   def rule(self, g, p, s, t):
     m, v = s
-    m = self.b1 * m + (1 - self.b1) * g
-    v = self.b2 * v + (1 - self.b2) * g * g
+    m = self.store(self.b1 * m + (1 - self.b1) * g)
+    v = self.store(self.b2 * v + (1 - self.b2) * g * g)
     m_hat = m / (1 - self.b1 ** t)
     rho_inf = 2 / (1 - self.b2) - 1
     rho = rho_inf - 2 * t * self.b2 ** t / (1 - self.b2 ** t)
@@ -237,15 +242,15 @@ class Adadelta(_PerLeaf):
 class Lion(_PerLeaf):
   """Chen et al. 2023, Algorithm 2 (direction only)."""
 
-  def __init__(self, b1, b2):
-    super().__init__(); self.b1, self.b2 = b1, b2
+  def __init__(self, b1, b2, store=None):
+    super().__init__(store); self.b1, self.b2 = b1, b2
 
   def init(self, g):
     return np.zeros_like(g)
 
   def rule(self, g, p, m, t):
     u = np.sign(self.b1 * m + (1 - self.b1) * g)
-    return u, self.b2 * m + (1 - self.b2) * g
+    return u, self.store(self.b2 * m + (1 - self.b2) * g)
 
 
 class Chain:

@@ -1,6 +1,7 @@
 """Donated optimizer state is updated in place: the compiled step copies no state or params buffer.
 
-For each named optimizer (and a few wrappers) a step
+For each named optimizer (also with bfloat16 parameters, and a few wrappers and
+low-precision moments) a step
 ``(params, state, grads) -> (new_params, new_state)`` is jitted with
 ``donate_argnums=(0, 1)`` and compiled for a small tree; the optimized HLO
 (``compiled.as_text()``) is then checked for
@@ -30,9 +31,9 @@ _COPY = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+) copy\(%([^)\s]+)\)")
 _ALIAS = re.compile(r"\{[\d,\s]*\}: \((\d+), \{[\d,\s]*\}, (?:may|must)-alias\)")
 
 
-def _params():
+def _params(dtype=jnp.float32):
   rng = np.random.default_rng(0)
-  return {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in _SHAPES.items()}
+  return {k: jnp.asarray(rng.normal(size=s), dtype) for k, s in _SHAPES.items()}
 
 
 def _entry(hlo_text):
@@ -47,9 +48,9 @@ def _is_scalar(hlo_type):
   return hlo_type.split("{")[0].endswith("[]")
 
 
-def compile_step(opt, apply_updates=gx.apply_updates):
-  """Compiles the donated step for ``opt``; returns ``(hlo_text, donated leaves)``."""
-  params = _params()
+def compile_step(opt, apply_updates=gx.apply_updates, dtype=jnp.float32):
+  """Compiles the donated step for ``opt`` and params of ``dtype``; returns ``(hlo_text, donated leaves)``."""
+  params = _params(dtype)
   state = opt.init(params)
 
   def step(params, state, grads):
@@ -89,20 +90,19 @@ def _xfail(reason):
   return pytest.mark.xfail(strict=True, reason=reason)
 
 
+# scale_by_lion's rule reads the old mu twice (for sign(b1*mu + (1-b1)*g) and for b2*mu + (1-b2)*g), and
+# the two share no value that XLA:CPU materializes: it puts them in separate fusions (the first fused into
+# apply_updates), cannot order them and copies every mu leaf (HLO: %copy.6 = f32[64,64]{1,0}
+# copy(%state_0__mu__a__.1)), as optax.lion does. lax.optimization_barrier does not help on CPU: XLA removes
+# it right after CSE (cse_barrier_expander), and sibling multi-output fusion is off by default.
+_LION = ("gx.lion copies its momentum when the state is donated: XLA:CPU cannot order the read of the old mu "
+         "for the update before the write of the new one")
+
 # Optimizers known to copy state when it is donated (see the module docstring); strict xfail.
 _KNOWN = {
-    # scale_by_lion's rule reads the old mu twice (for sign(b1*mu + (1-b1)*g) and for b2*mu + (1-b2)*g);
-    # XLA:CPU puts the two in separate fusions, writes the new mu into the donated buffer first and so
-    # copies every mu leaf (HLO: %copy.6 = f32[64,64]{1,0} copy(%state_0__mu__a__.1)), as optax.lion does.
-    "lion": "gx.lion copies its momentum when the state is donated (the old mu is read after the new one "
-            "is written); fix in gradxform/_adam_variants.py",
-    # the update uses the unrounded float32 moments while the stored ones are rounded to bfloat16: XLA
-    # recomputes the moments from the old buffers in two fusions (HLO: %copy.7 = bf16[64,64]{1,0}
-    # copy(%state_0__nu__a__.1), and the same for numerator.ema).
-    "adam_bf16_state": "gx.adam with bfloat16 moments copies mu and nu when the state is donated",
-    # the same for the 8-bit codes: the update and the re-encoding each decode the old codes
-    # (HLO: %copy.71 = u8[2,2048]{1,0} copy(%state_0__mu__a___codes.1), and the scales).
-    "adamw_8bit": "8-bit Adam copies its codes and scales when the state is donated",
+    "lion": _LION,
+    "lion_bf16_state": _LION,
+    "lion_bf16_params": _LION,
 }
 
 _WRAPPERS = [
@@ -113,17 +113,28 @@ _WRAPPERS = [
     ("clip_adam", lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-3))),
     ("adam_bf16_state", lambda: gx.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)),
     ("adamw_8bit", lambda: gx.adamw_8bit(1e-3)),  # the 64x64 leaves are quantized (4096 values)
+    # more bfloat16 moments: the update reads them as stored (rounded), so no fusion recomputes them
+    ("adam_amsgrad_bf16_state", lambda: gx.adam(1e-3, amsgrad=True, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)),
+    ("nadam_bf16_state", lambda: gx.nadam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)),
+    ("radam_bf16_state", lambda: gx.radam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)),
+    ("adamax_bf16_state", lambda: gx.adamax(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)),
+    ("lion_bf16_state", lambda: gx.lion(1e-3, mu_dtype=jnp.bfloat16)),
 ]
 
-CASES = [pytest.param(case.make, id=case.id, marks=[_xfail(_KNOWN[case.id])] if case.id in _KNOWN else [])
-         for case in OPTIMIZERS]
-CASES += [pytest.param(make, id=name, marks=[_xfail(_KNOWN[name])] if name in _KNOWN else [])
-          for name, make in _WRAPPERS]
+
+def _case(make, name, dtype=jnp.float32):
+  return pytest.param(make, dtype, id=name, marks=[_xfail(_KNOWN[name])] if name in _KNOWN else [])
 
 
-@pytest.mark.parametrize("make", CASES)
-def test_donated_step_copies_nothing(make):
-  hlo_text, donated = compile_step(make())
+CASES = [_case(case.make, case.id) for case in OPTIMIZERS]
+CASES += [_case(make, name) for name, make in _WRAPPERS]
+# bfloat16 parameters, state in their dtype (computed in float32, stored in bfloat16)
+CASES += [_case(case.make, f"{case.id}_bf16_params", jnp.bfloat16) for case in OPTIMIZERS]
+
+
+@pytest.mark.parametrize("make,dtype", CASES)
+def test_donated_step_copies_nothing(make, dtype):
+  hlo_text, donated = compile_step(make(), dtype=dtype)
   problems = donation_problems(hlo_text, donated)
   assert not problems, "\n".join(problems)
 
@@ -149,3 +160,24 @@ def test_check_accepts_in_place_step():
 
   hlo_text, donated = compile_step(Momentum())
   assert donation_problems(hlo_text, donated) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gx.adam(1e-3),
+    lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adamw(1e-3, weight_decay=0.1)),
+    lambda: gx.chain(gx.clip_by_block_rms(1.0), gx.sgd(0.1, momentum=0.9)),  # a stage on the leaves
+], ids=["adam", "clip_adamw", "block_rms_sgd"])
+def test_packed_step_updates_buffers_in_place(make):
+  """gx.packed(opt, packer) on packed params: the donated buffers are updated in place too."""
+  packer = gx.Packer(_params())
+  flat = packer.pack(_params())
+  opt = gx.packed(make(), packer)
+  state = opt.init(flat)
+
+  def step(params, state, grads):
+    updates, state = opt.update(grads, state, params)
+    return gx.apply_updates(params, updates), state
+
+  grads = jax.tree.map(lambda p: 0.1 * p, flat)
+  compiled = jax.jit(step, donate_argnums=(0, 1), keep_unused=True).lower(flat, state, grads).compile()
+  assert donation_problems(compiled.as_text(), jax.tree.leaves((flat, state))) == []

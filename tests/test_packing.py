@@ -81,7 +81,7 @@ def test_errors_name_the_leaf():
     gx.Packer({"x": None, "y": jnp.ones(2)})
   with pytest.raises(TypeError, match=r"\['step'\].*int32"):
     gx.Packer({"step": jnp.zeros(2, jnp.int32)})
-  with pytest.raises(ValueError, match="expected a dict with the keys"):
+  with pytest.raises(ValueError, match=r"Packer.unpack: expected the buffers as a dict with the keys"):
     packer.unpack({"float32": jnp.zeros(23)})
 
 
@@ -92,30 +92,72 @@ OPTIMIZERS = {
     "lion": lambda: gx.lion(1e-3, weight_decay=0.01),
     "rmsprop-centered": lambda: gx.rmsprop(1e-2, centered=True, momentum=0.5),
     "clip+adam": lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)),
+    "finite(accumulate(adam))": lambda: gx.apply_if_finite(gx.accumulate(gx.adam(1e-2), 2), 3),
+}
+
+# Stages that need the leaves (per-leaf reductions, labels, keys, optax): packed(...) runs them
+# on the unpacked tree, so the numbers are still the tree's.
+PER_LEAF = {
+    "block_rms+adam": lambda: gx.chain(gx.clip_by_block_rms(0.5), gx.adam(1e-2)),
+    "agc+sgd": lambda: gx.chain(gx.adaptive_grad_clip(0.05), gx.sgd(0.1, momentum=0.9)),
+    "centralize+adam": lambda: gx.chain(gx.centralize(), gx.adam(1e-2)),
+    "partition": lambda: gx.partition({"a": gx.adamw(1e-2, weight_decay=0.1), "b": gx.sgd(0.1)},
+                                      [(r"dense", "a"), (r".*", "b")]),
+    "masked-decay": lambda: gx.chain(gx.masked(gx.add_decayed_weights(0.1), lambda p: jax.tree.map(
+        lambda x: x.ndim > 1, p)), gx.adam(1e-2)),
+    "noise+zero_nans+adam": lambda: gx.chain(gx.add_noise(0.01, 0.55, seed=3), gx.zero_nans(), gx.adam(1e-2)),
+    "finite(block_rms+adam)": lambda: gx.apply_if_finite(gx.chain(gx.clip_by_block_rms(0.5), gx.adam(1e-2)), 3),
 }
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_packed_equals_tree(name):
-  opt = OPTIMIZERS[name]()
-  popt = gx.packed(OPTIMIZERS[name]())
+def _run_both(opt, popt, flat_mode, steps=4):
+  """``steps`` jitted steps of ``opt`` on the tree and of ``popt`` (tree or buffer mode)."""
   params = _tree()
-  p_tree, p_pack = params, params
-  s_tree, s_pack = opt.init(params), popt.init(params)
+  packer = gx.Packer(params)
+  to_p = packer.pack if flat_mode else (lambda t: t)
+  p_tree, p_pack = params, to_p(params)
+  s_tree, s_pack = opt.init(params), popt.init(p_pack)
 
   @jax.jit
   def step(p_tree, s_tree, p_pack, s_pack, g):
     u, s_tree = opt.update(g, s_tree, p_tree)
-    v, s_pack = popt.update(g, s_pack, p_pack)
+    v, s_pack = popt.update(to_p(g), s_pack, p_pack)
     return gx.apply_updates(p_tree, u), s_tree, gx.apply_updates(p_pack, v), s_pack
 
-  for i in range(4):
+  for i in range(steps):
     grads = jax.tree.map(lambda x: 3.0 * x.astype(jnp.float32).astype(x.dtype), _tree(10 + i))
     p_tree, s_tree, p_pack, s_pack = step(p_tree, s_tree, p_pack, s_pack, grads)
+  return p_tree, (packer.unpack(p_pack) if flat_mode else p_pack), s_tree, s_pack
+
+
+@pytest.mark.parametrize("flat_mode", [False, True], ids=["trees", "buffers"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS) + list(PER_LEAF))
+def test_packed_equals_tree(name, flat_mode):
+  make = {**OPTIMIZERS, **PER_LEAF}[name]
+  packer = gx.Packer(_tree())
+  popt = gx.packed(make(), packer if flat_mode else None)
+  p_tree, p_pack, _, _ = _run_both(make(), popt, flat_mode)
   # The rules are the same per element, but XLA:CPU may compile the long packed
   # loop differently (vectorization/FMA): observed differences are ~1 ulp; the
   # global norm also sums in another order.
   _assert_tree_equal(p_pack, p_tree, rtol=1e-6)
+
+
+def test_per_leaf_stage_keeps_tree_state_and_buffers_elsewhere():
+  params = _tree()
+  packer = gx.Packer(params)
+  opt = gx.chain(gx.clip_by_block_rms(1.0), gx.trace(0.9), gx.centralize())
+  for popt, p in ((gx.packed(opt), params), (gx.packed(opt, packer), packer.pack(params))):
+    state = popt.init(p)
+    assert set(state[1].trace) == {"float32", "bfloat16"}   # packed momentum
+    u, _ = popt.update(p, state, p)
+    assert jax.tree.structure(u) == jax.tree.structure(p)
+  # per-leaf reductions see the leaves: block RMS of each leaf is clipped to 1 separately
+  big = jax.tree.map(lambda x: 10.0 * x, params)
+  u, _ = gx.packed(gx.clip_by_block_rms(1.0)).update(big, gx.packed(gx.clip_by_block_rms(1.0)).init(big))
+  for leaf in jax.tree.leaves(u):
+    rms = float(jnp.sqrt(jnp.mean(jnp.square(leaf.astype(jnp.float32)))))
+    assert rms == pytest.approx(1.0, rel=1e-2)
 
 
 def test_packed_state_is_buffers_and_eval_shape_works():
@@ -130,28 +172,42 @@ def test_packed_state_is_buffers_and_eval_shape_works():
   assert jax.tree.structure(u) == jax.tree.structure(params)
 
 
-@pytest.mark.parametrize("make, name", [
-    (lambda: gx.clip_by_block_rms(1.0), "clip_by_block_rms"),
-    (lambda: gx.adaptive_grad_clip(0.1), "adaptive_grad_clip"),
-    (lambda: gx.chain(gx.centralize(), gx.adam(1e-3)), "centralize"),
-    (lambda: gx.partition({"a": gx.adam(1e-3)}, {"w": "a"}), "partition"),
-    (lambda: gx.masked(gx.adam(1e-3), {"w": True}), "masked"),
-    (lambda: gx.lbfgs(), "scale_by_lbfgs"),
-])
-def test_refuses_per_leaf_transforms(make, name):
-  with pytest.raises(TypeError, match=rf"packed: {name} reduces over each parameter leaf.*"
-                                      r"chain\(clip_by_block_rms\(1.0\), packed\(adam\(1e-3\)\)\)"):
-    gx.packed(make())
+def _quadratic(params):
+  return sum(jnp.sum(jnp.square(x.astype(jnp.float32) - 0.5)) for x in jax.tree.leaves(params))
 
 
-def test_refuses_unknown_transforms():
-  with pytest.raises(TypeError, match="not known to be elementwise"):
-    gx.packed(gx.stateless(lambda u, p: u))
-  # and a per-leaf transform outside packed(...) composes
-  opt = gx.chain(gx.clip_by_block_rms(1.0), gx.packed(gx.adam(1e-3)))
+@pytest.mark.parametrize("flat_mode", [False, True], ids=["trees", "buffers"])
+def test_second_order_stages_get_the_objective_in_their_space(flat_mode):
+  """L-BFGS with a zoom line search needs value_fn and grad: packed(...) converts them."""
+  params = {"a": jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": jnp.arange(4.0)}
+  packer = gx.Packer(params)
+  popt = gx.packed(gx.lbfgs(), packer if flat_mode else None)
+  loss = (lambda f: _quadratic(packer.unpack(f))) if flat_mode else _quadratic
+  opt = gx.lbfgs()
+  p, q = (packer.pack(params) if flat_mode else params), params
+  s, t = popt.init(p), opt.init(q)
+  for _ in range(3):
+    p, s, _ = gx.step(popt, loss, p, s)
+    q, t, _ = gx.step(opt, _quadratic, q, t)
+  _assert_tree_equal(packer.unpack(p) if flat_mode else p, q, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(q["b"]), 0.5, atol=1e-5)  # the known minimum
+
+
+def test_buffer_mode_checks_its_inputs():
   params = _tree()
-  u, _ = opt.update(params, opt.init(params), params)
-  assert jax.tree.structure(u) == jax.tree.structure(params)
+  packer = gx.Packer(params)
+  popt = gx.packed(gx.adam(1e-3), packer)
+  with pytest.raises(ValueError, match=r"packed\(...\).init: expected the parameters as a dict"):
+    popt.init(params)
+  state = popt.init(packer.pack(params))
+  bad = dict(packer.pack(params), float32=jnp.zeros(5))
+  with pytest.raises(ValueError, match=r"packed\(...\).update: the updates' buffer 'float32' is float32\[5\], "
+                                       r"expected float32\[23\]"):
+    popt.update(bad, state)
+  with pytest.raises(TypeError, match="packer must be a gx.Packer"):
+    gx.packed(gx.adam(1e-3), params)
+  with pytest.raises(TypeError, match="expected a gradxform transform"):
+    gx.packed(lambda g: g)
 
 
 def _mlp(seed=0, sizes=(8, 16, 16, 4)):

@@ -62,6 +62,22 @@ def test_round_trip_error_is_within_the_map_resolution(signed, block_size):
   np.testing.assert_array_equal(np.abs(decoded.ravel()).max(), np.abs(x).max())
 
 
+@pytest.mark.parametrize("signed", [True, False])
+def test_codes_are_the_nearest_map_value(signed):
+  """A value gets the code of its nearest map value; one at a float32 midpoint, the lower one's."""
+  values = gx.dynamic_map(signed)
+  midpoints = ((values[1:].astype(np.float64) + values[:-1]) / 2).astype(np.float32)
+  near = [np.nextafter(midpoints, np.float32(d)) for d in (-np.inf, np.inf)]
+  rng = np.random.default_rng(0)
+  y = np.concatenate([values, -values, midpoints, *near, [0.0, -0.0, 1e-30, -1e-45],
+                      rng.uniform(-1, 1, 5000), 10.0 ** rng.uniform(-9, 0, 5000)]).astype(np.float32)
+  y = y[np.abs(y) <= 1] if signed else np.abs(y)
+  x = np.concatenate([[1.0], y]).astype(np.float32)  # the scale is 1: the normalized values are y
+  codes = np.asarray(gx.quantize_blockwise(x, x.size, signed).codes).ravel()[1:]
+  np.testing.assert_array_equal(codes, np.searchsorted(midpoints, y, side="left"))
+  np.testing.assert_array_equal(gx.quantize_blockwise(jnp.asarray([np.nan, 1.0]), 2, signed).codes, [[255, 255]])
+
+
 def test_zeros_are_exact():
   x = np.zeros((3, 1000), np.float32)
   x[0, :10] = np.linspace(-1, 1, 10)  # a non-zero block and all-zero blocks

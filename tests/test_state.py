@@ -2,12 +2,14 @@
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 
 import gradxform as gx
+from tests import references as ref
 from tests.catalogue import OPTIMIZERS, gradient_stream, initial_params
-from tests.helpers import cast, run
+from tests.helpers import assert_trees_close, cast, run, run_reference
 
 
 def _params():
@@ -102,6 +104,45 @@ def test_bfloat16_params_with_float32_moments(make):
   for a, b in zip(jax.tree.leaves(mixed[-1]), jax.tree.leaves(full[-1])):
     assert a.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=2e-2, atol=1e-5)
+
+
+def _bfloat16(x):
+  """A moment as bfloat16 stores it (in float64 again)."""
+  return np.asarray(x, ml_dtypes.bfloat16).astype(np.float64)
+
+
+_BF16 = jnp.bfloat16
+
+
+@pytest.mark.parametrize("make,reference", [
+    pytest.param(lambda: gx.scale_by_adam(0.8, 0.9, eps=0.3, mu_dtype=_BF16, nu_dtype=_BF16),
+                 lambda: ref.Adam(0.8, 0.9, 0.3, store=_bfloat16), id="adam"),
+    pytest.param(lambda: gx.scale_by_adam(0.8, 0.9, eps=0.3, amsgrad=True, mu_dtype=_BF16, nu_dtype=_BF16),
+                 lambda: ref.Adam(0.8, 0.9, 0.3, amsgrad=True, store=_bfloat16), id="adam_amsgrad"),
+    pytest.param(lambda: gx.scale_by_nadam(0.8, 0.9, eps=0.3, momentum_decay=0.1, mu_dtype=_BF16, nu_dtype=_BF16),
+                 lambda: ref.NAdam(0.8, 0.9, 0.3, 0.1, store=_bfloat16), id="nadam"),
+    pytest.param(lambda: gx.scale_by_radam(0.8, 0.9, eps=0.3, mu_dtype=_BF16, nu_dtype=_BF16),
+                 lambda: ref.RAdam(0.8, 0.9, 0.3, store=_bfloat16), id="radam"),
+    pytest.param(lambda: gx.scale_by_adamax(0.8, 0.9, eps=0.3, mu_dtype=_BF16, nu_dtype=_BF16),
+                 lambda: ref.Adamax(0.8, 0.9, 0.3, store=_bfloat16), id="adamax"),
+    pytest.param(lambda: gx.scale_by_lion(0.8, 0.9, mu_dtype=_BF16),
+                 lambda: ref.Lion(0.8, 0.9, store=_bfloat16), id="lion"),
+    pytest.param(lambda: gx.ema(0.7, dtype=_BF16), lambda: ref.Ema(0.7, store=_bfloat16), id="ema"),
+    pytest.param(lambda: gx.scale_by_rms(0.9, eps=0.3, eps_root=0.1, centered=True, dtype=_BF16),
+                 lambda: ref.RMSProp(0.9, 0.3, centered=True, eps_root=0.1, store=_bfloat16), id="rms_centered"),
+])
+def test_bfloat16_moments_are_used_as_stored(make, reference):
+  """float32 parameters, bfloat16 moments: the update is computed from the moments as stored (rounded).
+
+  Using the unrounded float32 moments instead would differ by about 2^-9 relative.
+  """
+  stream, params = gradient_stream(steps=6), initial_params()
+  expected, _ = run_reference(reference(), params, stream)
+  for jit in (False, True):
+    got, _, state = run(make(), params, stream, jnp.float32, jit=jit)
+    assert {x.dtype for x in jax.tree.leaves(state) if x.ndim > 0} == {jnp.dtype(_BF16)}
+    for step, (g, e) in enumerate(zip(got, expected)):
+      assert_trees_close(g, e, rtol=1e-5, atol=1e-6, what=f"jit={jit} step {step}")
 
 
 def test_float16_params_with_zero_gradients_never_nan():

@@ -1,4 +1,4 @@
-"""Packed (multi-tensor) execution: a few flat buffers instead of many leaves.
+"""The layout of a parameter tree as a few flat buffers (one per dtype).
 
 A jitted step over a tree of N leaves moves ~3N buffers (params, and the
 optimizer's moments) across the ``jax.jit`` boundary and runs ~N small kernels
@@ -14,7 +14,8 @@ per dtype**, so that the whole training step can work on a handful of buffers:
 * unpacking inside the loss is static slicing and reshaping, which XLA fuses
   into the consumers.
 
-:func:`packed` wraps an optimizer for users who keep tree-shaped parameters.
+:func:`~gradxform.packed` runs any optimizer on such buffers, per-leaf stages
+included (they see the leaves).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._base import GradientTransformation
 from gradxform._tree import keystr, tree_difference
 
-__all__ = ["Packer", "packed"]
+__all__ = ["Packer"]
 
 
 def _spec(leaf: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -183,144 +183,21 @@ class Packer:
     return {name: (parts[0] if len(parts) == 1 else jnp.concatenate(parts))
             for name, parts in groups.items()}
 
-  def unpack(self, buffers: Mapping[str, Any]) -> Any:
-    """The tree back from ``{dtype_name: buffer}`` (static slices and reshapes)."""
+  def check_buffers(self, buffers: Any, where: str, what: str = "buffers") -> None:
+    """Raises ``ValueError`` (prefixed by ``where``) unless ``buffers`` has this layout's keys, sizes and dtypes."""
     if not isinstance(buffers, Mapping) or set(buffers) != set(self.dtype_names):
       keys = sorted(buffers) if isinstance(buffers, Mapping) else type(buffers).__name__
-      raise ValueError(f"Packer.unpack: expected a dict with the keys {list(self.dtype_names)}, "
-                       f"got {keys}.")
+      raise ValueError(f"{where}: expected the {what} as a dict with the keys {list(self.dtype_names)} "
+                       f"(one flat buffer per dtype, from Packer.pack), got {keys}.")
     for name, size in self.sizes:
       shape, dtype = _spec(buffers[name])
       if shape != (size,) or jnp.dtype(dtype).name != name:
-        raise ValueError(f"Packer.unpack: buffer {name!r} is {jnp.dtype(dtype).name}{list(shape)}, "
+        raise ValueError(f"{where}: the {what}' buffer {name!r} is {jnp.dtype(dtype).name}{list(shape)}, "
                          f"expected {name}[{size}].")
+
+  def unpack(self, buffers: Mapping[str, Any]) -> Any:
+    """The tree back from ``{dtype_name: buffer}`` (static slices and reshapes)."""
+    self.check_buffers(buffers, "Packer.unpack")
     leaves = [jax.lax.slice(buffers[d], (start,), (stop,)).reshape(shape)
               for (d, start, stop), shape in zip(self.leaf_slices, self.shapes)]
     return jax.tree.unflatten(self.treedef, leaves)
-
-
-# ---------------------------------------------------------------------------- packed(opt)
-
-# Transforms whose update is elementwise per coordinate (or uses only a global
-# norm over all leaves), so running them on packed buffers gives the same
-# numbers as on the tree. Nested transforms are checked recursively.
-_ELEMENTWISE = frozenset({
-    "_Chain", "_Identity", "_Packed",
-    "_Trace", "_Ema",
-    "_ScaleByAdamax", "_ScaleByNadam", "_ScaleByRadam", "_ScaleByLion",
-    "_ScaleByRms", "_ScaleByAdagrad", "_ScaleByAdadelta",
-    "_Clip", "_ClipByGlobalNorm",
-    "_AddDecayedWeights",
-    "_Scale", "_ScaleByLearningRate", "_ScaleBySign",
-    "_ApplyIfFinite", "_Accumulate",
-})
-
-# Known to need per-leaf structure (reductions, per-leaf labels/keys/blocks, or raveling).
-_PER_LEAF = {
-    "_ClipByBlockRms": "clip_by_block_rms",
-    "_AdaptiveGradClip": "adaptive_grad_clip",
-    "_Centralize": "centralize",
-    "_Masked": "masked",
-    "_Partition": "partition",
-    "_ScaleByLbfgs": "scale_by_lbfgs",
-    "_ScaleByNewton": "scale_by_newton",
-    "_ScaleByBacktrackingLinesearch": "scale_by_backtracking_linesearch",
-    "_ScaleByZoomLinesearch": "scale_by_zoom_linesearch",
-    "_ScaleByAdam8bit": "scale_by_adam_8bit",
-    "_ZeroNans": "zero_nans",
-    "_AddNoise": "add_noise",
-}
-
-
-def _name(transform: Any) -> str:
-  getter = getattr(transform, "transform_name", None)
-  if callable(getter):
-    try:
-      return getter()
-    except Exception:  # pragma: no cover - a name is only for the message
-      pass
-  return type(transform).__name__.lstrip("_")
-
-
-def _check_elementwise(transform: Any) -> None:
-  cls = type(transform).__name__
-  if cls in _PER_LEAF:
-    raise TypeError(
-        f"packed: {_PER_LEAF[cls]} reduces over each parameter leaf, so it cannot run on packed buffers; "
-        f"apply it outside packed(...), e.g. chain(clip_by_block_rms(1.0), packed(adam(1e-3)))")
-  if cls not in _ELEMENTWISE or not type(transform).__module__.startswith("gradxform"):
-    raise TypeError(
-        f"packed: {_name(transform)} ({type(transform).__module__}.{cls}) is not known to be "
-        "elementwise, so it may depend on the per-leaf layout and cannot run on packed buffers; "
-        "apply it outside packed(...), e.g. chain(my_transform, packed(adam(1e-3))). Supported: "
-        "elementwise gradxform transforms (sgd, adam, adamw, nadam, radam, adamax, lion, rmsprop, "
-        "adagrad, adadelta and their primitives) and clip_by_global_norm.")
-  for field in dataclasses.fields(transform):
-    value = getattr(transform, field.name)
-    children = value if isinstance(value, (tuple, list)) else (value,)
-    for child in children:
-      if isinstance(child, GradientTransformation):
-        _check_elementwise(child)
-
-
-class _Packed(GradientTransformation):
-  inner: GradientTransformation
-
-  def _packer(self, tree: Any) -> Packer:
-    return Packer(tree)
-
-  def init(self, params):
-    packer = self._packer(params)
-    return self.inner.init(packer.pack(params, what="parameter"))
-
-  def update(self, updates, state, params=None, **extra):
-    packer = self._packer(updates)
-    flat_updates = packer.pack(updates, what="gradient")
-    flat_params = None if params is None else packer.pack(params, what="parameter")
-    flat_updates, state = self.inner.update(flat_updates, state, flat_params, **extra)
-    return packer.unpack(flat_updates), state
-
-
-def packed(opt: GradientTransformation) -> GradientTransformation:
-  """Runs an elementwise optimizer on packed buffers (one per dtype), taking and returning trees.
-
-  ``init(params)`` packs the parameters with a :class:`Packer` and initializes
-  ``opt`` on the buffers (so the state holds one buffer per dtype per moment);
-  ``update(grads, state, params)`` packs the gradients (and parameters), runs
-  ``opt.update`` on the buffers and unpacks the updates into the gradients'
-  tree. The numbers are those of ``opt`` on the tree (bit-identical for
-  elementwise rules; ``clip_by_global_norm`` sums in a different order).
-
-  Only transforms that are elementwise per coordinate, or use a global norm
-  over all leaves, are accepted (an explicit allow-list, checked recursively
-  through chains and wrappers at construction). Per-leaf transforms such as
-  ``clip_by_block_rms``, ``adaptive_grad_clip``, ``centralize``, ``masked``,
-  ``partition``, L-BFGS/Newton/line searches, 8-bit Adam and optax transforms
-  raise ``TypeError``: apply them outside, e.g.
-  ``chain(clip_by_block_rms(1.0), packed(adam(1e-3)))``.
-
-  Trade-off: with tree-shaped params, ``packed(opt)`` runs the optimizer's
-  rule as a few kernels on a few buffers (and keeps its state packed), but the
-  step still takes and returns every leaf, so it pays the per-buffer jit
-  floor, plus a concatenation of the gradients and parameters and per-leaf
-  slices every step. Measured on XLA:CPU it does NOT make compile time flat:
-  with 500 leaves of 32x32 a jitted ``packed(adam)`` step (with per-leaf
-  ``apply_updates``) took ~9 s to compile, about twice the per-leaf step. For
-  speed and compile time, train on packed parameters::
-
-      packer = gx.Packer(params)
-      flat = packer.pack(params)
-      state = opt.init(flat)                                   # opt, not packed(opt)
-      loss_flat = lambda flat, batch: loss(packer.unpack(flat), batch)
-      grads = jax.grad(loss_flat)(flat, batch)                 # packed gradients
-      updates, state = opt.update(grads, state, flat)
-      flat = gx.apply_updates(flat, updates)
-
-  Raises:
-    TypeError: if ``opt`` (or a transform inside it) is not known to be elementwise.
-  """
-  if not isinstance(opt, GradientTransformation):
-    raise TypeError(f"packed: expected a gradxform transform such as gx.adam(1e-3), got "
-                    f"{type(opt).__name__}. (optax transforms are not checked and not accepted.)")
-  _check_elementwise(opt)
-  return _Packed(opt)
