@@ -286,6 +286,11 @@ def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None)
     mu_dtype: dtype of ``m`` (default: the parameters'). ``u_t`` reads
       ``m_{t-1}`` as stored (rounded to this dtype).
 
+  Performance note: both outputs read ``m_{t-1}``. XLA:CPU, which has no
+  multi-output fusion, therefore copies ``m`` in a jitted step that donates
+  the state (the update is read after the new momentum overwrote the
+  buffer); optax.lion has the same copy. See benchmarks/README.md, "Donation".
+
   References:
     Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms",
     https://arxiv.org/abs/2302.06675
