@@ -196,8 +196,18 @@ class Packer:
                          f"expected {name}[{size}].")
 
   def unpack(self, buffers: Mapping[str, Any]) -> Any:
-    """The tree back from ``{dtype_name: buffer}`` (static slices and reshapes)."""
+    """The tree back from ``{dtype_name: buffer}``: one ``lax.split`` per buffer, then reshapes.
+
+    ``lax.split`` (not one ``lax.slice`` per leaf) matters for training: its
+    derivative is one concatenation of the leaves' cotangents, O(size),
+    whereas the transpose of N slices pads each cotangent to the whole buffer
+    and adds them, O(N × size) per step (75 ms instead of ~2 ms for a
+    200-leaf step measured on CPU). Forward and reverse mode both work.
+    """
     self.check_buffers(buffers, "Packer.unpack")
-    leaves = [jax.lax.slice(buffers[d], (start,), (stop,)).reshape(shape)
-              for (d, start, stop), shape in zip(self.leaf_slices, self.shapes)]
+    parts = {}
+    for name, _ in self.sizes:
+      sizes = [stop - start for d, start, stop in self.leaf_slices if d == name]
+      parts[name] = iter(jax.lax.split(jnp.asarray(buffers[name]), sizes))
+    leaves = [next(parts[d]).reshape(shape) for d, shape in zip(self.dtypes, self.shapes)]
     return jax.tree.unflatten(self.treedef, leaves)

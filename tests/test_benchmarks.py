@@ -48,3 +48,19 @@ def test_update_step_benchmark_quick():
   # donation worked (JAX warns when a donated buffer cannot be reused).
   assert "WARNING" not in output, output
   assert "donated buffers were not usable" not in output, output
+
+
+def test_packed_training_benchmark_quick():
+  """``benchmarks/packed_training.py --quick``: both steps compile, agree after one step, and are tabled."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+  result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "packed_training.py"), "--quick"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  output = result.stdout + result.stderr
+  assert result.returncode == 0, output
+  assert "WARNING" not in output, output
+  match = re.search(r"after one step, max \|packed - per leaf\| = ([\d.e+-]+)", result.stdout)
+  assert match and float(match.group(1)) <= 1e-6, output
+  for row in ("per leaf", "packed"):
+    assert re.search(rf"^{row}\s+\d+\.\d+\s+\d+\.\d+", result.stdout, flags=re.M), (row, output)
+  assert "packed / per leaf: step" in result.stdout

@@ -418,3 +418,69 @@ def test_learning_rate_change_does_not_recompile():
   for lr, params in results.items():
     expected, _, _ = train_plain(optax.adam(lr), params0, loss_fn, promotion=standard_promotion())
     assert_trees_close(params, expected)
+
+
+# --------------------------------------------------------------------------- packed execution
+
+
+def test_flax_linen_train_state_on_packed_params():
+  """TrainState with packed params: apply_fn unpacks; same numbers as the per-leaf TrainState."""
+  nn = pytest.importorskip("flax.linen")
+  train_state = pytest.importorskip("flax.training.train_state")
+
+  class MLP(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      return nn.Dense(3)(jnp.tanh(nn.Dense(8)(x)))
+
+  x, y = data()
+  model = MLP()
+  params0 = model.init(jax.random.PRNGKey(0), x)["params"]
+  packer = gx.Packer(params0)
+  make_tx = lambda: gx.chain(gx.clip_by_global_norm(1.0), gx.adamw(1e-2, weight_decay=0.1))
+
+  @jax.jit
+  def train_step(state, x, y):
+    grads = jax.grad(lambda p: mse(state.apply_fn(p, x), y))(state.params)
+    return state.apply_gradients(grads=grads)
+
+  tree_state = train_state.TrainState.create(
+      apply_fn=lambda p, x: model.apply({"params": p}, x), params=params0, tx=make_tx())
+  packed_state = train_state.TrainState.create(
+      apply_fn=lambda flat, x: model.apply({"params": packer.unpack(flat)}, x),
+      params=packer.pack(params0), tx=gx.packed(make_tx(), packer))
+  assert set(packed_state.params) == {"float32"}
+  for _ in range(STEPS):
+    tree_state = train_step(tree_state, x, y)
+    packed_state = train_step(packed_state, x, y)
+  assert_trees_differ(tree_state.params, params0)
+  assert_trees_close(packer.unpack(packed_state.params), tree_state.params)
+
+
+def test_flax_nnx_optimizer_with_packed_state():
+  """nnx.Optimizer passes trees of nnx state: gx.packed(opt) keeps the moments in one buffer."""
+  nnx = pytest.importorskip("flax.nnx")
+
+  def make():
+    model = nnx.Sequential(nnx.Linear(4, 8, rngs=nnx.Rngs(0)), jnp.tanh, nnx.Linear(8, 3, rngs=nnx.Rngs(1)))
+    return model
+
+  x, y = data()
+
+  @nnx.jit
+  def train_step(model, optimizer, x, y):
+    grads = nnx.grad(lambda m: mse(m(x), y))(model)
+    optimizer.update(model, grads)
+
+  models = make(), make()
+  optimizers = (nnx.Optimizer(models[0], gx.adam(1e-2), wrt=nnx.Param),
+                nnx.Optimizer(models[1], gx.packed(gx.adam(1e-2)), wrt=nnx.Param))
+  for _ in range(STEPS):
+    for model, optimizer in zip(models, optimizers):
+      train_step(model, optimizer, x, y)
+  nu = [leaf for leaf in jax.tree.leaves(nnx.state(optimizers[1], nnx.OptState)) if jnp.ndim(leaf) == 1]
+  assert any(leaf.shape == (4 * 8 + 8 + 8 * 3 + 3,) for leaf in nu)  # one packed buffer per moment
+  trained = [nnx.to_pure_dict(nnx.state(m, nnx.Param)) for m in models]
+  assert_trees_differ(trained[0], nnx.to_pure_dict(nnx.state(make(), nnx.Param)))
+  assert_trees_close(trained[1], trained[0])
