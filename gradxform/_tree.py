@@ -245,6 +245,7 @@ def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   Both arguments must have the same shape and dtype (no broadcasting): it is
   written with ``lax`` primitives, which are cheaper to trace per leaf.
   """
-  zero = lax.eq(denominator, lax.full_like(denominator, 0))
-  safe = lax.select(zero, lax.full_like(denominator, 1), denominator)
-  return lax.select(zero, lax.full_like(numerator, 0), lax.div(numerator, safe))
+  fill = lambda value: lax.broadcast_in_dim(np.array(value, denominator.dtype), denominator.shape, ())
+  zero = lax.eq(denominator, fill(0))
+  safe = lax.select(zero, fill(1), denominator)
+  return lax.select(zero, fill(0), lax.div(numerator, safe))
