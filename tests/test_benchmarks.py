@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "update_step.py"
 
@@ -64,3 +66,18 @@ def test_packed_training_benchmark_quick():
   for row in ("per leaf", "packed"):
     assert re.search(rf"^{row}\s+\d+\.\d+\s+\d+\.\d+", result.stdout, flags=re.M), (row, output)
   assert "packed / per leaf: step" in result.stdout
+
+
+def test_donated_state_benchmark_quick():
+  """``benchmarks/donated_state.py --quick``: gx.lion agrees with optax.lion and every row is tabled."""
+  pytest.importorskip("optax")
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+  result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "donated_state.py"), "--quick"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  output = result.stdout + result.stderr
+  assert result.returncode == 0, output
+  assert "WARNING" not in output and "donated buffers were not usable" not in output, output
+  assert result.stdout.count("=== tree") == 2, output
+  for row in ("gx.lion, donated", "optax.lion, donated", "gx.lion, not donated", "gx.sgd momentum, donated"):
+    assert len(re.findall(rf"^{re.escape(row)}\s+\d+\.\d+\s+\d+\.\d+", result.stdout, flags=re.M)) == 2, (row, output)

@@ -86,25 +86,6 @@ def donation_problems(hlo_text, donated):
   return problems
 
 
-def _xfail(reason):
-  return pytest.mark.xfail(strict=True, reason=reason)
-
-
-# scale_by_lion's rule reads the old mu twice (for sign(b1*mu + (1-b1)*g) and for b2*mu + (1-b2)*g), and
-# the two share no value that XLA:CPU materializes: it puts them in separate fusions (the first fused into
-# apply_updates), cannot order them and copies every mu leaf (HLO: %copy.6 = f32[64,64]{1,0}
-# copy(%state_0__mu__a__.1)), as optax.lion does. lax.optimization_barrier does not help on CPU: XLA removes
-# it right after CSE (cse_barrier_expander), and sibling multi-output fusion is off by default.
-_LION = ("gx.lion copies its momentum when the state is donated: XLA:CPU cannot order the read of the old mu "
-         "for the update before the write of the new one")
-
-# Optimizers known to copy state when it is donated (see the module docstring); strict xfail.
-_KNOWN = {
-    "lion": _LION,
-    "lion_bf16_state": _LION,
-    "lion_bf16_params": _LION,
-}
-
 _WRAPPERS = [
     ("apply_if_finite_adam", lambda: gx.apply_if_finite(gx.adam(1e-3), 3)),
     ("accumulate_adam", lambda: gx.accumulate(gx.adam(1e-3), 4)),
@@ -123,7 +104,7 @@ _WRAPPERS = [
 
 
 def _case(make, name, dtype=jnp.float32):
-  return pytest.param(make, dtype, id=name, marks=[_xfail(_KNOWN[name])] if name in _KNOWN else [])
+  return pytest.param(make, dtype, id=name)
 
 
 CASES = [_case(case.make, case.id) for case in OPTIMIZERS]
@@ -181,3 +162,4 @@ def test_packed_step_updates_buffers_in_place(make):
   grads = jax.tree.map(lambda p: 0.1 * p, flat)
   compiled = jax.jit(step, donate_argnums=(0, 1), keep_unused=True).lower(flat, state, grads).compile()
   assert donation_problems(compiled.as_text(), jax.tree.leaves((flat, state))) == []
+
