@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -86,14 +87,14 @@ def run_tree(label, description, shapes, args):
     print(f"after one step, max |gx.lion - optax.lion| = {diff:.1e} (the step moves params by 1e-4)")
     if not diff <= 1e-7:
       print("WARNING: gx.lion and optax.lion disagree")
-    order = np.random.default_rng(0)
-    for _ in range(args.reps):
-      for name in order.permutation(list(runs)):
-        run = runs[name]
-        t0 = time.perf_counter()
-        run["carry"] = run["fn"](*run["carry"], grads)
-        jax.block_until_ready(run["carry"])
-        run["times"].append(time.perf_counter() - t0)
+
+    def call(run):
+      run["carry"] = run["fn"](*run["carry"], grads)
+      jax.block_until_ready(run["carry"])
+
+    times = update_step.time_interleaved({n: functools.partial(call, r) for n, r in runs.items()}, args.reps)
+    for name, run in runs.items():
+      run["times"] = times[name]
   base = np.median(runs["optax.lion, donated"]["times"])
   print(f"{'implementation':<26} {'1st call s':>10} {'ms/step':>9} {'p25-p75 ms':>15} {'vs optax.lion donated':>22}")
   for name, run in runs.items():

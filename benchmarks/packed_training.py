@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -103,14 +104,13 @@ def main(argv=None):
   if not diff <= 1e-6:
     print("WARNING: the packed step disagrees with the per-leaf step")
 
-  order = np.random.default_rng(1)
-  for _ in range(args.reps):
-    for name in order.permutation(list(runs)):
-      run = runs[name]
-      t0 = time.perf_counter()
-      run["carry"] = run["fn"](*run["carry"])
-      jax.block_until_ready(run["carry"])
-      run["times"].append(time.perf_counter() - t0)
+  def call(run):
+    run["carry"] = run["fn"](*run["carry"])
+    jax.block_until_ready(run["carry"])
+
+  times = update_step.time_interleaved({n: functools.partial(call, r) for n, r in runs.items()}, args.reps)
+  for name, run in runs.items():
+    run["times"] = times[name]
 
   print(f"{'step':<10} {'compile s':>10} {'ms/step':>9} {'p25-p75 ms':>14}")
   for name, run in runs.items():

@@ -401,6 +401,25 @@ def build_impls(args, label):
   return impls, notes
 
 
+def time_interleaved(calls, reps, seed=0):
+  """``{key: [seconds, ...]}``: ``reps`` rounds, one call of each per round, in a random order per round.
+
+  Each call must block until its work is done. A random order (not a fixed
+  rotation) keeps any one call from always following the same neighbour and
+  inheriting its cache and thread-pool state.
+  """
+  import numpy as np
+  keys = list(calls)
+  times = {key: [] for key in keys}
+  order = np.random.default_rng(seed)
+  for _ in range(reps):
+    for i in order.permutation(len(keys)):
+      t0 = time.perf_counter()
+      calls[keys[i]]()
+      times[keys[i]].append(time.perf_counter() - t0)
+  return times
+
+
 def percentile(values, q):
   import numpy as np
   return float(np.percentile(np.asarray(values), q))
@@ -437,12 +456,9 @@ def run_tree(label, description, shapes, args):
   for impl in everyone:
     for _ in range(args.warmup):
       impl.call()
-  order = np.random.default_rng(0)
-  for rep in range(args.reps):
-    for impl in order.permutation(np.array(everyone, dtype=object)):
-      t0 = time.perf_counter()
-      impl.call()
-      impl.times.append(time.perf_counter() - t0)
+  times = time_interleaved({i: impl.call for i, impl in enumerate(everyone)}, args.reps)
+  for i, impl in enumerate(everyone):
+    impl.times += times[i]
 
   bandwidth = probe.bytes_per_call() / percentile(probe.times, 50)
   ideal = BYTES_PER_PARAM * n_params / bandwidth

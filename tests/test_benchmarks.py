@@ -16,36 +16,41 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "update_step.py"
+
+
+def run_quick(script):
+  """Runs ``benchmarks/<script> --quick``; returns ``(stdout, stdout + stderr)`` after checking it exited 0."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+  result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  output = result.stdout + result.stderr
+  assert result.returncode == 0, output
+  return result.stdout, output
 
 
 def test_update_step_benchmark_quick():
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-  result = subprocess.run([sys.executable, str(SCRIPT), "--quick"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-  output = result.stdout + result.stderr
-  assert result.returncode == 0, output
+  stdout, output = run_quick("update_step.py")
 
-  assert "jax.devices():" in result.stdout
-  assert "versions:" in result.stdout
-  assert result.stdout.count("=== tree") == 2, output  # both trees
+  assert "jax.devices():" in stdout
+  assert "versions:" in stdout
+  assert stdout.count("=== tree") == 2, output  # both trees
   # The ratio table, once per tree.
   header = re.compile(r"implementation\s+trace s\s+1st call s\s+ms/step\s+p25-p75 ms\s+vs hand\s+vs flat\s+vs optax\s+vs ideal")
-  assert len(header.findall(result.stdout)) == 2, output
+  assert len(header.findall(stdout)) == 2, output
   for row in ("gx.adam", "hand-written jnp", "gx.adam, packed", "one flat buffer, jnp",
               "ideal (28 B/param)", "jit floor (identity)"):
-    assert result.stdout.count(row) >= 2, (row, output)
-  assert "packed(gx.adam), trees" in result.stdout  # the tree-mode wrapper, on the 'big' tree
+    assert stdout.count(row) >= 2, (row, output)
+  assert "packed(gx.adam), trees" in stdout  # the tree-mode wrapper, on the 'big' tree
   # The targets are evaluated (not asserted: timings are noise in a test) for both trees.
   for target in ("many: >= 10x faster than per-leaf optax.adam", "many: faster than torch Adam fused",
                  "many: first call (trace + compile + run) under 2 s", "big: no slower than one flat buffer"):
-    assert target in result.stdout or ("optax" in target and "optax not importable" in output) or (
+    assert target in stdout or ("optax" in target and "optax not importable" in output) or (
         "torch" in target and "torch not importable" in output), (target, output)
   # gx.adam's row carries numbers and ratios, e.g. "gx.adam  0.09  0.91  0.89  0.83-1.14  1.30x ..."
-  gx_rows = [line for line in result.stdout.splitlines() if line.startswith("gx.adam ")]
+  gx_rows = [line for line in stdout.splitlines() if line.startswith("gx.adam ")]
   assert len(gx_rows) == 2 and all(re.search(r"\d+\.\d+x", line) for line in gx_rows), output
-  assert "bandwidth probe:" in result.stdout
+  assert "bandwidth probe:" in stdout
   # Every implementation agreed with the hand-written Adam after one step, and
   # donation worked (JAX warns when a donated buffer cannot be reused).
   assert "WARNING" not in output, output
@@ -54,30 +59,20 @@ def test_update_step_benchmark_quick():
 
 def test_packed_training_benchmark_quick():
   """``benchmarks/packed_training.py --quick``: both steps compile, agree after one step, and are tabled."""
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-  result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "packed_training.py"), "--quick"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  output = result.stdout + result.stderr
-  assert result.returncode == 0, output
+  stdout, output = run_quick("packed_training.py")
   assert "WARNING" not in output, output
-  match = re.search(r"after one step, max \|packed - per leaf\| = ([\d.e+-]+)", result.stdout)
+  match = re.search(r"after one step, max \|packed - per leaf\| = ([\d.e+-]+)", stdout)
   assert match and float(match.group(1)) <= 1e-6, output
   for row in ("per leaf", "packed"):
-    assert re.search(rf"^{row}\s+\d+\.\d+\s+\d+\.\d+", result.stdout, flags=re.M), (row, output)
-  assert "packed / per leaf: step" in result.stdout
+    assert re.search(rf"^{row}\s+\d+\.\d+\s+\d+\.\d+", stdout, flags=re.M), (row, output)
+  assert "packed / per leaf: step" in stdout
 
 
 def test_donated_state_benchmark_quick():
   """``benchmarks/donated_state.py --quick``: gx.lion agrees with optax.lion and every row is tabled."""
   pytest.importorskip("optax")
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-  result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "donated_state.py"), "--quick"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  output = result.stdout + result.stderr
-  assert result.returncode == 0, output
+  stdout, output = run_quick("donated_state.py")
   assert "WARNING" not in output and "donated buffers were not usable" not in output, output
-  assert result.stdout.count("=== tree") == 2, output
+  assert stdout.count("=== tree") == 2, output
   for row in ("gx.lion, donated", "optax.lion, donated", "gx.lion, not donated", "gx.sgd momentum, donated"):
-    assert len(re.findall(rf"^{re.escape(row)}\s+\d+\.\d+\s+\d+\.\d+", result.stdout, flags=re.M)) == 2, (row, output)
+    assert len(re.findall(rf"^{re.escape(row)}\s+\d+\.\d+\s+\d+\.\d+", stdout, flags=re.M)) == 2, (row, output)
