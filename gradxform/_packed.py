@@ -107,9 +107,16 @@ class _Packed(GradientTransformation):
       return _bind(self.inner, self.packer).update(updates, state, params, **extra)
     packer = Packer(updates)
     flat_params = None if params is None else packer.pack(params, what="parameter")
-    flat_updates, state = _bind(self.inner, packer).update(
-        packer.pack(updates, what="gradient"), state, flat_params,
-        **_convert_extra(extra, to_leaves=False, packer=packer))
+    try:
+      flat_updates, state = _bind(self.inner, packer).update(
+          packer.pack(updates, what="gradient"), state, flat_params,
+          **_convert_extra(extra, to_leaves=False, packer=packer))
+    except ValueError as error:
+      layout = ", ".join(f"{name}[{size}]" for name, size in packer.sizes)
+      raise ValueError(
+          f"packed(...): {error} Here the buffers are the gradient tree packed by dtype ({layout}, "
+          f"{packer.num_leaves} leaves): a tree other than the one given to init() packs to other "
+          "buffers.") from error
     return packer.unpack(flat_updates), state
 
 

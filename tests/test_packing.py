@@ -293,3 +293,11 @@ def test_gradient_of_unpack_is_one_concatenation():
   hv_tree = gx.hvp(lambda p: _loss(p, (x, jnp.zeros((4, 4)))), params, packer.unpack(v))
   np.testing.assert_allclose(np.asarray(hv_flat["float32"]), np.asarray(packer.pack(hv_tree)["float32"]),
                              rtol=1e-5, atol=1e-6)
+
+
+def test_tree_mode_names_the_layout_when_the_tree_changes():
+  opt = gx.packed(gx.adam(1e-3))
+  state = opt.init({"a": jnp.ones(3), "b": jnp.ones(2)})
+  with pytest.raises(ValueError, match=r"packed\(...\): scale_by_adam: the update at \['float32'\] has shape "
+                                       r"\(7,\).*packed by dtype \(float32\[7\], 2 leaves\)"):
+    opt.update({"a": jnp.ones(3), "b": jnp.ones(4)}, state)
