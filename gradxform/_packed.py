@@ -13,7 +13,7 @@ torch.optim's ``foreach``/``fused`` implementations (and of apex's
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from gradxform._base import GradientTransformation
 from gradxform._module import static_field
