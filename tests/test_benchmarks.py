@@ -38,7 +38,7 @@ def test_update_step_benchmark_quick():
   # The ratio table, once per tree.
   header = re.compile(r"implementation\s+trace s\s+1st call s\s+ms/step\s+p25-p75 ms\s+vs hand\s+vs flat\s+vs optax\s+vs ideal")
   assert len(header.findall(stdout)) == 2, output
-  for row in ("gx.adam", "hand-written jnp", "gx.adam, packed", "one flat buffer, jnp",
+  for row in ("gx.adam", "hand-written jnp", "gx.adam, packed", "gx.adam, packed in 4", "one flat buffer, jnp",
               "ideal (28 B/param)", "jit floor (identity)"):
     assert stdout.count(row) >= 2, (row, output)
   assert "packed(gx.adam), trees" in stdout  # the tree-mode wrapper, on the 'big' tree

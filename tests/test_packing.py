@@ -301,3 +301,22 @@ def test_tree_mode_names_the_layout_when_the_tree_changes():
   with pytest.raises(ValueError, match=r"packed\(...\): scale_by_adam: the update at \['float32'\] has shape "
                                        r"\(7,\).*packed by dtype \(float32\[7\], 2 leaves\)"):
     opt.update({"a": jnp.ones(3), "b": jnp.ones(4)}, state)
+
+
+def test_max_buffer_size_splits_a_dtype_into_buffers():
+  params = {f"w{i}": jnp.full((3, 4), float(i)) for i in range(5)} | {"b": jnp.ones(30), "h": jnp.ones(2, jnp.bfloat16)}
+  packer = gx.Packer(params, max_buffer_size=25)
+  # leaves in flattening order: b (30: its own buffer), h (bf16), w0..w4 (12 each: two per buffer)
+  assert dict(packer.sizes) == {"float32": 30, "bfloat16": 2, "float32:1": 24, "float32:2": 24, "float32:3": 12}
+  flat = packer.pack(params)
+  assert flat["float32:2"].dtype == jnp.float32 and flat["bfloat16"].dtype == jnp.bfloat16
+  _assert_tree_equal(packer.unpack(flat), params)
+  # optimizers and packed(...) are indifferent to the number of buffers
+  opt = gx.packed(gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2)), packer)
+  reference = gx.chain(gx.clip_by_global_norm(1.0), gx.adam(1e-2))
+  u, _ = opt.update(flat, opt.init(flat), flat)
+  v, _ = reference.update(params, reference.init(params), params)
+  _assert_tree_equal(packer.unpack(u), v, rtol=1e-6)
+  assert gx.Packer(params, max_buffer_size=25) == packer and gx.Packer(params) != packer
+  with pytest.raises(ValueError, match="max_buffer_size=0 must be a positive int"):
+    gx.Packer(params, max_buffer_size=0)
