@@ -70,13 +70,8 @@ def run_tree(label, description, shapes, args):
   runs = {}
   with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats with int32 counts
     for name, (opt, apply, donate) in cases.items():
-
-      def step(p, s, g, opt=opt, apply=apply):
-        u, s = opt.update(g, s, p)
-        return apply(p, u), s
-
       params = {k: jnp.asarray(v) for k, v in params_np.items()}
-      fn = jax.jit(step, donate_argnums=(0, 1) if donate else ())
+      fn = jax.jit(update_step.optimizer_step(opt, apply), donate_argnums=(0, 1) if donate else ())
       t0 = time.perf_counter()
       carry = fn(params, opt.init(params), grads)
       jax.block_until_ready(carry)

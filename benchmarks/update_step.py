@@ -232,15 +232,20 @@ class PackedImpl(JaxImpl):
     return {k: np.asarray(v) for k, v in self.packer.unpack(self.params).items()}
 
 
-def gx_impl():
-  import gradxform as gx
-  opt = gx.adam(LR)
+def optimizer_step(opt, apply_updates):
+  """The step every JAX row times: ``(params, state, grads) -> (new params, new state)``."""
 
   def step(params, state, grads):
     updates, state = opt.update(grads, state, params)
-    return gx.apply_updates(params, updates), state
+    return apply_updates(params, updates), state
 
-  return JaxImpl("gx.adam", opt.init, step)
+  return step
+
+
+def gx_impl():
+  import gradxform as gx
+  opt = gx.adam(LR)
+  return JaxImpl("gx.adam", opt.init, optimizer_step(opt, gx.apply_updates))
 
 
 def gx_packed_impl(buffers=1):
@@ -253,11 +258,8 @@ def gx_packed_impl(buffers=1):
     impl.opt = gx.packed(gx.adam(LR), impl.packer)
     return impl.opt.init(params)
 
-  def step(params, state, grads):
-    updates, state = impl.opt.update(grads, state, params)
-    return gx.apply_updates(params, updates), state
-
-  impl.init_fn, impl.step_fn = init, step
+  impl.init_fn = init
+  impl.step_fn = lambda params, state, grads: optimizer_step(impl.opt, gx.apply_updates)(params, state, grads)
   return impl
 
 
@@ -265,23 +267,13 @@ def gx_packed_trees_impl():
   """``gx.packed(gx.adam(1e-3))`` with tree params and grads: packed state, per-leaf jit boundary."""
   import gradxform as gx
   opt = gx.packed(gx.adam(LR))
-
-  def step(params, state, grads):
-    updates, state = opt.update(grads, state, params)
-    return gx.apply_updates(params, updates), state
-
-  return JaxImpl("packed(gx.adam), trees", opt.init, step)
+  return JaxImpl("packed(gx.adam), trees", opt.init, optimizer_step(opt, gx.apply_updates))
 
 
 def optax_impl():
   import optax
   opt = optax.adam(LR)
-
-  def step(params, state, grads):
-    updates, state = opt.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
-
-  return JaxImpl("optax.adam", opt.init, step)
+  return JaxImpl("optax.adam", opt.init, optimizer_step(opt, optax.apply_updates))
 
 
 def hand_impl():
