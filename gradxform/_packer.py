@@ -234,9 +234,9 @@ class Packer:
     200-leaf step measured on CPU). Forward and reverse mode both work.
     """
     self.check_buffers(buffers, "Packer.unpack")
-    parts = {}
-    for name, _ in self.sizes:
-      sizes = [stop - start for d, start, stop in self.leaf_slices if d == name]
-      parts[name] = iter(jax.lax.split(jnp.asarray(buffers[name]), sizes))
+    sizes: dict[str, list] = {name: [] for name in self.buffer_names}
+    for name, start, stop in self.leaf_slices:
+      sizes[name].append(stop - start)
+    parts = {name: iter(jax.lax.split(jnp.asarray(buffers[name]), sizes[name])) for name in sizes}
     leaves = [next(parts[b]).reshape(shape) for b, shape in zip(self.buffers, self.shapes)]
     return jax.tree.unflatten(self.treedef, leaves)
