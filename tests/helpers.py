@@ -11,15 +11,19 @@ def cast(tree, dtype):
   return jax.tree.map(lambda x: jnp.asarray(x, dtype), tree)
 
 
-def run(opt, params, stream, dtype, jit=False):
-  """Applies ``opt`` to each gradient of ``stream``; returns (updates per step, params, state)."""
+def run(opt, params, stream, dtype, jit=False, apply=True):
+  """Applies ``opt`` to each gradient of ``stream``; returns (updates per step, params, state).
+
+  With ``apply=False`` the parameters stay fixed (the updates are not applied).
+  """
   params = cast(params, dtype)
   state = opt.init(params)
   update = jax.jit(opt.update) if jit else opt.update
   updates_seen = []
   for grads in stream:
     updates, state = update(cast(grads, dtype), state, params)
-    params = gx.apply_updates(params, updates)
+    if apply:
+      params = gx.apply_updates(params, updates)
     updates_seen.append(updates)
   return updates_seen, params, state
 

@@ -17,6 +17,7 @@ import pytest
 
 import gradxform as gx
 
+from tests import helpers
 from tests.helpers import assert_trees_close, cast
 
 # ---------------------------------------------------------------------------
@@ -139,13 +140,8 @@ ALL = DETERMINISTIC + [NOISE]
 
 
 def run(opt, grads_stream, params, dtype, jit=False):
-  params = cast(params, dtype)
-  state = opt.init(params)
-  update = jax.jit(opt.update) if jit else opt.update
-  seen = []
-  for grads in grads_stream:
-    updates, state = update(cast(grads, dtype), state, params)
-    seen.append(updates)
+  """``(updates per step, state)`` of ``opt`` on a gradient stream at fixed parameters."""
+  seen, _, state = helpers.run(opt, params, grads_stream, dtype, jit=jit, apply=False)
   return seen, state
 
 
