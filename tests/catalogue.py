@@ -7,6 +7,9 @@ so no test body lists names.
 """
 
 import dataclasses
+import importlib
+import pathlib
+import pkgutil
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -107,7 +110,7 @@ OPTIMIZERS = [
          lambda: ref.Chain(ref.Lion(0.8, 0.9), ref.DecayedWeights(0.1), _LR(0.05))),
 ]
 
-CASES = PRIMITIVES + OPTIMIZERS
+
 
 def _converge(make, quadratic, ravine, rosenbrock=None):
   """Settings per problem: (learning rate, steps, distance to the minimizer allowed)."""
@@ -139,6 +142,17 @@ _CONVERGE = {
     "lion": {"ravine": _converge(gx.lion, None, (0.1, 1000, 1e-3))["ravine"],
              **_converge(gx.lion, (0.1, 1000, 1e-3), None, (1e-3, 20000, 5e-3))},
 }
+
+# Each optimizer family's own entries live in tests/catalogue_<family>.py (PRIMITIVES, OPTIMIZERS and
+# CONVERGE lists/dicts of the same shape as above); they join the one catalogue here.
+for _info in sorted(pkgutil.iter_modules([str(pathlib.Path(__file__).parent)]), key=lambda i: i.name):
+  if _info.name.startswith("catalogue_"):
+    _module = importlib.import_module(f"tests.{_info.name}")
+    PRIMITIVES += getattr(_module, "PRIMITIVES", [])
+    OPTIMIZERS += getattr(_module, "OPTIMIZERS", [])
+    _CONVERGE.update(getattr(_module, "CONVERGE", {}))
+
+CASES = PRIMITIVES + OPTIMIZERS
 CONVERGENCE = [(name, problem, setting) for name, settings in _CONVERGE.items()
                for problem, setting in settings.items()]
 

@@ -51,10 +51,13 @@ def test_lr_sweep(tmp_path):
   out = run_script("examples/lr_sweep.py", "--quick", "--out", str(tmp_path))
   assert (tmp_path / "lr_sweep.png").stat().st_size > 0
   assert "2 optimizers × 16 learning rates = 32 members" in out and "one program" in out
-  # Members that train stably equal their separate runs to float32 rounding.
+  # Members that train stably equal their separate runs to float32 rounding: within the 1e-3 that
+  # defines "stable", and within a small multiple of what reordering a batch's examples alone moves them
+  # (jax 0.10's batched matmuls round differently from the unbatched ones: up to 4e-4, 1.7x the control).
   worst = number(r"largest relative difference (\S+) over the", out)
   stable = number(r"over the (\d+) whose loss", out)
-  assert worst < 1e-4 and stable >= 5, out
+  ratio = number(r"largest ratio to that reordering control (\S+)", out)
+  assert worst < 1e-3 and ratio < 10 and stable >= 5, out
   assert re.search(r"population / separate: \d+\.\d+× the time", out), out
   for name in ("adam", "sgd\\+momentum"):
     loss = number(rf"\n{name}\s+\S+\s+(\S+)\s+\S+", out)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradxform as gx
-from gradxform._groups import path_str
+from gradxform._transforms.groups import path_str
 from tests.helpers import assert_trees_close
 
 

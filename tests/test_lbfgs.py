@@ -14,7 +14,7 @@ import pytest
 import scipy.optimize
 
 import gradxform as gx
-from gradxform._lbfgs import two_loop_recursion
+from gradxform._second_order.lbfgs import two_loop_recursion
 
 
 def rosenbrock(x):

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._hyperparams import check_hyperparameter
-from gradxform._module import Module
-from gradxform._tree import wider
+from gradxform._core.hyperparams import check_hyperparameter
+from gradxform._core.module import Module
+from gradxform._core.tree import wider
 
 __all__ = ["Schedule"]
 

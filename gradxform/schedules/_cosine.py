@@ -7,7 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from gradxform._module import static_field
+from gradxform._core.module import static_field
 from gradxform.schedules._base import prepare, lerp, check_steps, check_value, check_option, DECAY_SHAPES, ANNEAL_STRATEGIES, Schedule
 
 __all__ = ["cosine_decay", "one_cycle", "warmup_cosine_decay", "warmup_stable_decay"]

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional
 
 import jax.numpy as jnp
 
-from gradxform._module import static_field
+from gradxform._core.module import static_field
 from gradxform.schedules._base import float_dtype, prepare, lerp, check_steps, check_value, Schedule
 
 __all__ = ["constant", "exponential_decay", "linear", "piecewise_constant", "polynomial"]

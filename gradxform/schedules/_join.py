@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
 
-from gradxform._module import static_field
+from gradxform._core.module import static_field
 from gradxform.schedules._base import float_dtype, check_steps, Schedule
 
 __all__ = ["join"]

@@ -1,0 +1,194 @@
+"""Hyperparameters: checked at construction, resolved (and scheduled) at update.
+
+A :class:`Transform` is a :class:`~gradxform.GradientTransformation` whose
+numeric fields are hyperparameters. Each one may be a Python number, an array
+(a traced value under ``jit``/``vmap``/``grad`` included) or a schedule
+``count -> value``. The transform's state always starts with two fields:
+
+* ``count``: int32 scalar, the number of updates applied so far;
+* ``hyperparams``: ``{name: value}``, the value each hyperparameter had at the
+  last update (at ``count=0`` after init), as an array of its own dtype, for
+  logging.
+
+Schedules are evaluated at the count *before* the update (0 at the first
+update), as optax does and as torch's ``LambdaLR`` stepped after
+``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import numbers
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradxform._core.base import GradientTransformation
+from gradxform._core.tree import check_floating, increment
+
+__all__ = ["Transform", "check_hyperparameter"]
+
+
+def _is_concrete(value: Any) -> bool:
+  return not isinstance(value, jax.core.Tracer)
+
+
+def check_hyperparameter(
+    transform: str,
+    name: str,
+    value: Any,
+    *,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    hint: str = "",
+) -> None:
+  """Raises a ``ValueError`` if a concrete hyperparameter is outside its range.
+
+  Schedules and traced values are not checked here (they are only known when
+  the update runs). ``hint`` says what the hyperparameter means and which
+  value to use instead.
+  """
+  if callable(value) or not _is_concrete(value):
+    return
+  if not (isinstance(value, numbers.Number) or hasattr(value, "__array__")):
+    raise TypeError(
+        f"{transform}: {name} must be a number, an array or a schedule "
+        f"(a function of the step count); got {type(value).__name__} {value!r}."
+    )
+  if isinstance(value, (bool, np.bool_)) or (
+      hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.bool_)
+  ):
+    raise TypeError(f"{transform}: {name} must be a number, an array or a schedule, not a boolean.")
+  try:
+    array = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError):
+    raise TypeError(
+        f"{transform}: {name} must be a number, an array or a schedule "
+        f"(a function of the step count); got {type(value).__name__}."
+    ) from None
+  shown = value if isinstance(value, numbers.Number) else array
+  if not np.all(np.isfinite(array)):
+    raise ValueError(f"{transform}: {name}={shown} is not finite. {hint}".rstrip())
+  too_low = low is not None and np.any(array <= low if low_open else array < low)
+  too_high = high is not None and np.any(array >= high if high_open else array > high)
+  if too_low or too_high:
+    left = "-inf" if low is None else f"{low:g}"
+    right = "inf" if high is None else f"{high:g}"
+    interval = ("(" if low_open or low is None else "[") + f"{left}, {right}" + (
+        ")" if high_open or high is None else "]")
+    raise ValueError(f"{transform}: {name}={shown} is out of range {interval}. {hint}".rstrip())
+
+
+def _hyper_dtype(value: Any) -> jnp.dtype:
+  dtype = getattr(value, "dtype", None)
+  if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+    return jnp.dtype(dtype)
+  return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+class Transform(GradientTransformation):
+  """Base class of gradxform's transforms with hyperparameters.
+
+  Subclasses define ``State`` (a NamedTuple whose first fields are ``count``
+  and ``hyperparams``), ``init_fields(params) -> dict`` for the other fields,
+  and ``apply(updates, state, params, hp, **extra) -> (updates, dict)`` which
+  returns the new updates and the fields that changed. ``hp`` maps each
+  hyperparameter's name to its current value, a scalar array.
+  """
+
+  def transform_name(self) -> str:
+    """The public name, for messages: ``_ScaleByAdam`` -> ``scale_by_adam`` (or the ``name`` field)."""
+    name = getattr(self, "name", None)
+    if isinstance(name, str):
+      return name
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__.lstrip("_")).lower()
+
+  def hyperparameter_names(self) -> tuple[str, ...]:
+    """The names of the numeric (non-static, non-transform) fields."""
+    names = []
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if field.metadata.get("static") or value is None or isinstance(
+          value, (bool, str, GradientTransformation)):
+        continue
+      names.append(field.name)
+    return tuple(names)
+
+  def resolve(self, count: jax.Array) -> dict[str, jax.Array]:
+    """Each hyperparameter's value at ``count``, as a scalar array of its own dtype."""
+    values = {}
+    for name in self.hyperparameter_names():
+      value = getattr(self, name)
+      if callable(value):
+        value = value(count)
+      array = jnp.asarray(value, _hyper_dtype(value))
+      if array.ndim != 0:
+        raise ValueError(
+            f"{self.transform_name()}: hyperparameter {name} has shape "
+            f"{array.shape}, but must be a scalar. To run several settings at "
+            "once, jax.vmap over the optimizer (stacked hyperparameters become "
+            "one scalar per member)."
+        )
+      values[name] = array
+    return values
+
+  def init_fields(self, params: Any) -> Mapping[str, Any]:
+    del params
+    return {}
+
+  def apply(self, updates, state, params, hp, **extra) -> tuple[Any, Mapping[str, Any]]:
+    raise NotImplementedError
+
+  def init(self, params):
+    check_floating(self.transform_name(), params, "parameter")
+    count = jnp.zeros([], jnp.int32)
+    return self.State(count=count, hyperparams=self.resolve(count), **self.init_fields(params))
+
+  def update(self, updates, state, params=None, **extra):
+    if not isinstance(state, self.State):
+      raise TypeError(
+          f"{self.transform_name()}: expected a {self.State.__name__} as state, got "
+          f"{type(state).__name__}. Pass the state returned by this transform's "
+          "init() or update() (inside a chain, states are positional: one per stage).")
+    hp = self.resolve(state.count)
+    updates, fields = self.apply(updates, state, params, hp, **extra)
+    return updates, state._replace(count=increment(state.count), hyperparams=hp, **fields)
+
+
+def step_number(state: Any, hp: Mapping[str, jax.Array], like: str) -> jax.Array:
+  """``t = count + 1`` (the 1-based step of this update) in the dtype of ``hp[like]``."""
+  return (state.count + 1).astype(hp[like].dtype)
+
+
+def named(optimizer: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
+  """Prefixes construction errors with the optimizer's name: ``adam: scale_by_adam: b1=1.5 ...``."""
+
+  @functools.wraps(optimizer)
+  def build(*args, **kwargs):
+    try:
+      return optimizer(*args, **kwargs)
+    except (TypeError, ValueError) as error:
+      message = str(error)
+      if message.startswith(f"{optimizer.__name__}:"):
+        raise
+      raise type(error)(f"{optimizer.__name__}: {message}") from None
+
+  return build
+
+
+def is_literal_zero(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+
+
+def check_betas(name: str, b1: Any, b2: Any, eps: Any = 0.0) -> None:
+  for beta_name, beta in (("b1", b1), ("b2", b2)):
+    check_hyperparameter(name, beta_name, beta, low=0.0, high=1.0, high_open=True,
+                         hint=f"{beta_name} is a moment's decay rate; use a value in [0, 1).")
+  check_hyperparameter(name, "eps", eps, low=0.0,
+                       hint="eps must be a non-negative number (it keeps the denominator away from zero).")

@@ -1,0 +1,89 @@
+"""Adamax (Kingma & Ba 2015, Section 7.1): Adam with the infinity norm, as ``torch.optim.Adamax``."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._core import tree as _tree
+from gradxform._core.base import GradientTransformation
+from gradxform._core.chain import chain
+from gradxform._core.hyperparams import Transform, check_betas, named
+from gradxform._core.module import static_field
+from gradxform._transforms.accumulators import _Ema
+from gradxform._transforms.scaling import scale_by_learning_rate
+
+__all__ = ["adamax", "scale_by_adamax"]
+
+
+
+class ScaleByAdamaxState(NamedTuple):
+  """State of :func:`scale_by_adamax`: ``inf_norm`` is ``u``, ``numerator.ema`` is ``m``."""
+
+  count: jax.Array  # int32 scalar
+  hyperparams: dict
+  inf_norm: Any
+  numerator: Any
+
+
+class _ScaleByAdamax(Transform):
+  b2: Any
+  eps: Any
+  numerator: GradientTransformation
+  nu_dtype: Optional[Any] = static_field(default=None)
+  State = ScaleByAdamaxState
+
+  def init_fields(self, params):
+    return {"inf_norm": _tree.zeros_like("scale_by_adamax", params, self.nu_dtype),
+            "numerator": self.numerator.init(params)}
+
+  def apply(self, updates, state, params, hp, **extra):
+    numerator, numerator_state = self.numerator.update(updates, state.numerator, params, **extra)
+
+    def rule(g, inf_norm, num, b2, eps, stored):
+      inf_norm, = stored(jnp.maximum(b2 * inf_norm, jnp.abs(g) + eps))
+      return _tree.divide_or_zero(num, inf_norm), inf_norm, num
+
+    updates, inf_norm, _ = _tree.leafwise("scale_by_adamax", rule, updates, state.inf_norm, numerator,
+                                          scalars=hp, check_dtype=(self.nu_dtype is None, True),
+                                          stored=True)
+    return updates, {"inf_norm": inf_norm, "numerator": numerator_state}
+
+
+def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype: Optional[Any] = None,
+                    nu_dtype: Optional[Any] = None) -> GradientTransformation:
+  """Adamax (Kingma & Ba 2015, Algorithm 2), as ``torch.optim.Adamax``.
+
+  .. math::
+
+     m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad
+     u^{\\infty}_t = \\max(\\beta_2 u^{\\infty}_{t-1}, |g_t| + \\epsilon), \\quad
+     u_t = \\frac{m_t}{(1-\\beta_1^t)\\, u^{\\infty}_t}
+
+  eps is added to ``|g|`` inside the max, as torch and optax do. Like Adam
+  it is a bias-corrected :func:`ema` (the numerator) divided by a per-coordinate
+  scale of the same gradient. ``mu_dtype``/``nu_dtype`` set the dtypes of ``m``
+  and ``u^∞`` (default: the parameters'); ``u_t`` is computed from them as
+  stored (rounded to these dtypes), as in :func:`scale_by_adam`.
+
+  References:
+    Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization", Section 7.1,
+    https://arxiv.org/abs/1412.6980
+  """
+  check_betas("scale_by_adamax", b1, b2, eps)
+  return _ScaleByAdamax(b2, eps, _Ema(b1, debias=True, dtype=mu_dtype, name="scale_by_adamax"),
+                        nu_dtype=nu_dtype)
+
+
+@named
+def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *,
+           mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
+  """Adamax, as ``torch.optim.Adamax``: ``chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(lr))``.
+
+  References:
+    Kingma & Ba, 2015, Section 7.1, https://arxiv.org/abs/1412.6980
+  """
+  return chain(scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+               scale_by_learning_rate(learning_rate))

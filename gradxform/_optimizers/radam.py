@@ -1,0 +1,106 @@
+"""RAdam (Liu et al. 2020): Adam with a rectified adaptive learning rate, as ``torch.optim.RAdam``."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from gradxform._core import tree as _tree
+from gradxform._core.base import GradientTransformation
+from gradxform._core.chain import chain
+from gradxform._core.hyperparams import Transform, check_betas, named, step_number
+from gradxform._core.module import static_field
+from gradxform._transforms.scaling import scale_by_learning_rate
+
+__all__ = ["radam", "scale_by_radam"]
+
+
+class ScaleByRadamState(NamedTuple):
+  """State of :func:`scale_by_radam`: the two moments ``mu`` and ``nu``."""
+
+  count: jax.Array  # int32 scalar
+  hyperparams: dict
+  mu: Any
+  nu: Any
+
+
+class _ScaleByRadam(Transform):
+  b1: Any
+  b2: Any
+  eps: Any
+  mu_dtype: Optional[Any] = static_field(default=None)
+  nu_dtype: Optional[Any] = static_field(default=None)
+  State = ScaleByRadamState
+
+  def init_fields(self, params):
+    return {"mu": _tree.zeros_like("scale_by_radam", params, self.mu_dtype),
+            "nu": _tree.zeros_like("scale_by_radam", params, self.nu_dtype)}
+
+  def apply(self, updates, state, params, hp, **extra):
+    b1, b2 = hp["b1"], hp["b2"].astype(hp["b1"].dtype)
+    t = step_number(state, hp, "b1")
+    correction2 = 1 - b2 ** t
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2 ** t / correction2
+    rectify = rho_t > 5
+    safe_rho = jnp.where(rectify, rho_t, 6.0)  # keeps the unused branch finite
+    rect = jnp.sqrt((safe_rho - 4) * (safe_rho - 2) * rho_inf
+                    / ((rho_inf - 4) * (rho_inf - 2) * safe_rho))
+    scalars = {
+        "b1": b1, "b2": hp["b2"], "eps": hp["eps"],
+        "correction1": 1 - b1 ** t,
+        "adaptive_coef": jnp.where(rectify, rect * jnp.sqrt(correction2), 0.0),
+        "plain_coef": jnp.where(rectify, 0.0, 1.0),
+    }
+
+    def rule(g, mu, nu, b1, b2, eps, correction1, adaptive_coef, plain_coef, stored):
+      mu, nu = stored(b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g * g)
+      m_hat = mu / correction1
+      adaptive = adaptive_coef * _tree.divide_or_zero(m_hat, jnp.sqrt(nu) + eps)
+      return adaptive + plain_coef * m_hat, mu, nu
+
+    updates, mu, nu = _tree.leafwise("scale_by_radam", rule, updates, state.mu, state.nu, scalars=scalars,
+                                     check_dtype=(self.mu_dtype is None, self.nu_dtype is None), stored=True)
+    return updates, {"mu": mu, "nu": nu}
+
+
+def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype: Optional[Any] = None,
+                   nu_dtype: Optional[Any] = None) -> GradientTransformation:
+  """Rectified Adam (Liu et al. 2020), as ``torch.optim.RAdam``.
+
+  .. math::
+
+     \\rho_\\infty = \\frac{2}{1-\\beta_2} - 1, \\quad
+     \\rho_t = \\rho_\\infty - \\frac{2 t \\beta_2^t}{1-\\beta_2^t}, \\quad
+     \\hat m_t = \\frac{m_t}{1-\\beta_1^t}
+
+     u_t = \\hat m_t\\, r_t \\frac{\\sqrt{1-\\beta_2^t}}{\\sqrt{v_t} + \\epsilon}
+     \\;\\text{ if } \\rho_t > 5, \\quad\\text{else}\\quad u_t = \\hat m_t, \\qquad
+     r_t = \\sqrt{\\frac{(\\rho_t-4)(\\rho_t-2)\\rho_\\infty}{(\\rho_\\infty-4)(\\rho_\\infty-2)\\rho_t}}
+
+  with ``m``, ``v`` the moments of :func:`scale_by_adam`. As torch, eps is
+  added to ``√v`` (not ``√v̂``) and rectification starts when ``ρ_t > 5``;
+  optax uses ``ρ_t ≥ 5`` and eps on ``√v̂``. ``mu_dtype``/``nu_dtype`` set the
+  dtypes of ``m`` and ``v`` (default: the parameters'); ``u_t`` is computed
+  from them as stored (rounded to these dtypes), as in :func:`scale_by_adam`.
+
+  References:
+    Liu et al., 2020, "On the Variance of the Adaptive Learning Rate and
+    Beyond", https://arxiv.org/abs/1908.03265
+  """
+  check_betas("scale_by_radam", b1, b2, eps)
+  return _ScaleByRadam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+
+
+@named
+def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *,
+          mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
+  """RAdam, as ``torch.optim.RAdam``: ``chain(scale_by_radam(b1, b2, eps), scale_by_learning_rate(lr))``.
+
+  References:
+    Liu et al., 2020, https://arxiv.org/abs/1908.03265
+  """
+  return chain(scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+               scale_by_learning_rate(learning_rate))
