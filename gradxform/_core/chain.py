@@ -81,6 +81,9 @@ def chain(*transforms: Any, **named: Any) -> GradientTransformation:
   Example::
 
       opt = gx.chain(gx.clip_by_global_norm(1.0), gx.adamw(3e-4, weight_decay=0.1))
+
+  Reference:
+    optax's ``chain`` (same positional state), https://optax.readthedocs.io/en/latest/api/combining_optimizers.html
   """
   if transforms and named:
     raise TypeError("chain: give the stages either all positionally or all by name "

@@ -204,6 +204,9 @@ def freeze(mask: Any) -> GradientTransformation:
   ``freeze(mask) = masked(set_to_zero(), mask)``; chain it with an optimizer
   masked the other way to keep that optimizer's state off frozen parameters:
   ``chain(freeze(m), masked(adam(lr), not m))``, or use :func:`partition`.
+
+  Reference:
+    optax's ``freeze`` (``optax.transforms.freeze``), https://optax.readthedocs.io/en/latest/api/transformations.html
   """
   return _Masked(set_to_zero(), _freeze_spec(mask))
 
