@@ -44,6 +44,8 @@ from gradxform._transforms.hygiene import add_noise as add_noise
 from gradxform._transforms.hygiene import AddNoiseState as AddNoiseState
 from gradxform._transforms.hygiene import centralize as centralize
 from gradxform._transforms.hygiene import zero_nans as zero_nans
+from gradxform._transforms.plateau import reduce_on_plateau as reduce_on_plateau
+from gradxform._transforms.plateau import ReduceOnPlateauState as ReduceOnPlateauState
 from gradxform._transforms.hygiene import ZeroNansState as ZeroNansState
 from gradxform._transforms.scaling import scale as scale
 from gradxform._transforms.scaling import scale_by_learning_rate as scale_by_learning_rate

@@ -10,7 +10,7 @@ import numpy as np
 from gradxform._core.module import static_field
 from gradxform.schedules._base import prepare, lerp, check_steps, check_value, check_option, DECAY_SHAPES, ANNEAL_STRATEGIES, Schedule
 
-__all__ = ["cosine_decay", "one_cycle", "warmup_cosine_decay", "warmup_stable_decay"]
+__all__ = ["cosine_decay", "one_cycle", "one_cycle_momentum", "warmup_cosine_decay", "warmup_stable_decay"]
 
 
 class _CosineDecay(Schedule):
@@ -191,6 +191,32 @@ def warmup_stable_decay(peak_value: Any, warmup_steps: int, stable_steps: int, d
   return _WarmupStableDecay(peak_value, init_value, end_value, warmup_steps=warmup,
                             stable_steps=stable, decay_steps=decay, decay_shape=shape)
 
+def _anneal_phases(count, ends, values, anneal):
+  """torch OneCycleLR's phases: phase ``i`` goes from ``values[i]`` to ``values[i+1]`` over steps
+  ``(ends[i-1], ends[i]]`` (``ends[-1] = 0``), annealed by ``anneal``; clamped at the last step."""
+  count = jnp.minimum(count, ends[-1])
+  if anneal == "cos":
+    shape = lambda pct: (1 - jnp.cos(jnp.pi * pct)) / 2
+  else:
+    shape = lambda pct: pct
+  start, pieces = 0.0, []
+  for i, end in enumerate(ends):
+    pct = jnp.clip((count - start) / (end - start), 0, 1)
+    pieces.append((end, lerp(values[i], values[i + 1], shape(pct))))
+    start = end
+  result = pieces[-1][1]
+  for end, value in reversed(pieces[:-1]):
+    result = jnp.where(count <= end, value, result)
+  return result
+
+
+def _one_cycle_ends(total_steps, pct_start, three_phase):
+  """torch's phase ends, in (fractional) scheduler steps."""
+  if three_phase:
+    return (float(pct_start * total_steps) - 1, float(2 * pct_start * total_steps) - 2, total_steps - 1)
+  return (float(pct_start * total_steps) - 1, total_steps - 1)
+
+
 class _OneCycle(Schedule):
   peak_value: Any
   div_factor: Any
@@ -198,27 +224,20 @@ class _OneCycle(Schedule):
   total_steps: int = static_field()
   pct_start: float = static_field(default=0.3)
   anneal: str = static_field(default="cos")
+  three_phase: bool = static_field(default=False)
 
   def __call__(self, count):
     count, peak_value, div_factor, final_div_factor = prepare(
         count, self.peak_value, self.div_factor, self.final_div_factor)
     initial = peak_value / div_factor
     minimum = initial / final_div_factor
-    # torch's phase ends, in (fractional) scheduler steps.
-    warm_end = float(self.pct_start * self.total_steps) - 1
-    last = self.total_steps - 1
-    count = jnp.minimum(count, last)
-    up = jnp.clip(count / warm_end, 0, 1)
-    down = jnp.clip((count - warm_end) / (last - warm_end), 0, 1)
-    if self.anneal == "cos":
-      shape = lambda pct: (1 - jnp.cos(jnp.pi * pct)) / 2
-    else:
-      shape = lambda pct: pct
-    return jnp.where(count <= warm_end, lerp(initial, peak_value, shape(up)),
-                     lerp(peak_value, minimum, shape(down)))
+    values = (initial, peak_value, initial, minimum) if self.three_phase else (initial, peak_value, minimum)
+    return _anneal_phases(count, _one_cycle_ends(self.total_steps, self.pct_start, self.three_phase),
+                          values, self.anneal)
+
 
 def one_cycle(peak_value: Any, total_steps: int, pct_start: float = 0.3, div_factor: Any = 25.0,
-              final_div_factor: Any = 1e4, anneal: str = "cos") -> Schedule:
+              final_div_factor: Any = 1e4, anneal: str = "cos", three_phase: bool = False) -> Schedule:
   """The 1cycle policy, as ``torch.optim.lr_scheduler.OneCycleLR`` (two phases).
 
   .. math::
@@ -234,7 +253,10 @@ def one_cycle(peak_value: Any, total_steps: int, pct_start: float = 0.3, div_fac
   with ``A(a, b, x) = b + (a - b)(1 + cos πx)/2`` ("cos") or
   ``a + (b - a) x`` ("linear"). ``s(t)`` is torch's learning rate after ``t``
   calls of ``scheduler.step()``; past step ``N - 1`` it stays at ``η_min``
-  (where torch raises).
+  (where torch raises). With ``three_phase`` (torch's option) the value rises
+  to ``P`` until ``e_1``, falls back to ``η_0`` at ``e_2' = 2ρN - 2``, then
+  anneals to ``η_min`` at ``N - 1``. :func:`one_cycle_momentum` is the
+  momentum that cycles with it.
 
   Args:
     peak_value: ``P``, torch's ``max_lr``.
@@ -244,6 +266,8 @@ def one_cycle(peak_value: Any, total_steps: int, pct_start: float = 0.3, div_fac
     div_factor: ``d > 0``: the initial value is ``P / d``.
     final_div_factor: ``d_f > 0``: the final value is ``P / (d·d_f)``.
     anneal: ``"cos"`` or ``"linear"`` (torch's ``anneal_strategy``).
+    three_phase: torch's ``three_phase``: up, back down to the initial value,
+      then down to the minimum (``ρ < 0.5``).
 
   Returns:
     A :class:`Schedule`.
@@ -257,6 +281,12 @@ def one_cycle(peak_value: Any, total_steps: int, pct_start: float = 0.3, div_fac
   for name, value in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
     check_value(fn, name, value, low=0.0, low_open=True,
                  hint=f"{name} divides a learning rate; use a positive number.")
+  total, pct_start, anneal, three_phase = _check_one_cycle(fn, total_steps, pct_start, anneal, three_phase)
+  return _OneCycle(peak_value, div_factor, final_div_factor, total_steps=total,
+                   pct_start=pct_start, anneal=anneal, three_phase=three_phase)
+
+
+def _check_one_cycle(fn, total_steps, pct_start, anneal, three_phase):
   total = check_steps(fn, "total_steps", total_steps, "the length of the cycle")
   try:
     if isinstance(pct_start, (bool, np.bool_, str, bytes)):
@@ -277,6 +307,65 @@ def one_cycle(peak_value: Any, total_steps: int, pct_start: float = 0.3, div_fac
         "more than one step; torch divides by zero or skips it). Increase "
         "total_steps or pct_start."
     )
+  if not isinstance(three_phase, (bool, np.bool_)):
+    raise TypeError(f"gx.schedules.{fn}: three_phase must be True or False, got {three_phase!r}.")
+  if three_phase and not 2 * pct_start * total - 2 < total - 1:
+    raise ValueError(
+        f"gx.schedules.{fn}: with three_phase=True the warmup and its mirror take 2 * pct_start = "
+        f"{2 * pct_start:g} of the cycle and leave no final annealing phase; use pct_start < 0.5.")
   anneal = check_option(fn, "anneal", anneal, ANNEAL_STRATEGIES)
-  return _OneCycle(peak_value, div_factor, final_div_factor, total_steps=total,
-                   pct_start=pct_start, anneal=anneal)
+  return total, pct_start, anneal, bool(three_phase)
+
+
+class _OneCycleMomentum(Schedule):
+  base_momentum: Any
+  max_momentum: Any
+  total_steps: int = static_field()
+  pct_start: float = static_field(default=0.3)
+  anneal: str = static_field(default="cos")
+  three_phase: bool = static_field(default=False)
+
+  def __call__(self, count):
+    count, base, peak = prepare(count, self.base_momentum, self.max_momentum)
+    values = (peak, base, peak, peak) if self.three_phase else (peak, base, peak)
+    return _anneal_phases(count, _one_cycle_ends(self.total_steps, self.pct_start, self.three_phase),
+                          values, self.anneal)
+
+
+def one_cycle_momentum(total_steps: int, base_momentum: Any = 0.85, max_momentum: Any = 0.95,
+                       pct_start: float = 0.3, anneal: str = "cos", three_phase: bool = False) -> Schedule:
+  """The momentum companion of :func:`one_cycle`, as ``OneCycleLR(cycle_momentum=True)``.
+
+  .. math::
+
+     m(t) = \\begin{cases}
+       A(M, B, t' / e_1) & t' \\le e_1 \\\\
+       A(B, M, (t' - e_1) / (e_2 - e_1)) & t' > e_1
+     \\end{cases}
+
+  with ``B``, ``M`` the base and maximum momentum and the phase ends ``e_i`` and anneal ``A`` of
+  :func:`one_cycle` (momentum falls while the learning rate rises). With ``three_phase`` it goes
+  ``M → B → M`` and stays at ``M`` in the final phase, as torch. Give it to ``momentum`` (SGD) or ``b1``
+  (Adam), as torch does with ``betas[0]``.
+
+  Args:
+    total_steps: ``N``, the length of the cycle (as :func:`one_cycle`).
+    base_momentum: ``B``, the lowest momentum (at the learning rate's peak).
+    max_momentum: ``M``, the momentum at the start and end of the cycle.
+    pct_start: the fraction of the cycle spent in the first phase.
+    anneal: ``"cos"`` or ``"linear"``.
+    three_phase: torch's ``three_phase``.
+
+  Returns:
+    A :class:`Schedule`.
+
+  References:
+    Smith & Topin, 2019, https://arxiv.org/abs/1708.07120; Smith, 2018, "A disciplined approach to
+    neural network hyper-parameters", https://arxiv.org/abs/1803.09820
+  """
+  fn = "one_cycle_momentum"
+  check_value(fn, "base_momentum", base_momentum, low=0.0, high=1.0)
+  check_value(fn, "max_momentum", max_momentum, low=0.0, high=1.0)
+  total, pct_start, anneal, three_phase = _check_one_cycle(fn, total_steps, pct_start, anneal, three_phase)
+  return _OneCycleMomentum(base_momentum, max_momentum, total_steps=total, pct_start=pct_start,
+                           anneal=anneal, three_phase=three_phase)
