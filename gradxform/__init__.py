@@ -45,6 +45,10 @@ from gradxform._transforms.hygiene import AddNoiseState as AddNoiseState
 from gradxform._transforms.hygiene import centralize as centralize
 from gradxform._transforms.hygiene import zero_nans as zero_nans
 from gradxform._transforms.plateau import reduce_on_plateau as reduce_on_plateau
+from gradxform._transforms.privacy import differentially_private_aggregate as differentially_private_aggregate
+from gradxform._transforms.privacy import DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState
+from gradxform._transforms.privacy import per_example_global_norm_clip as per_example_global_norm_clip
+from gradxform._transforms.privacy import per_example_layer_norm_clip as per_example_layer_norm_clip
 from gradxform._transforms.plateau import ReduceOnPlateauState as ReduceOnPlateauState
 from gradxform._transforms.hygiene import ZeroNansState as ZeroNansState
 from gradxform._transforms.scaling import scale as scale
@@ -54,31 +58,32 @@ from gradxform._transforms.scaling import scale_by_sign as scale_by_sign
 from gradxform._transforms.scaling import ScaleState as ScaleState
 
 # _optimizers/: named optimizers, one file per family (with their scale_by_* primitives)
-from gradxform._optimizers.adadelta import adadelta
-from gradxform._optimizers.adadelta import scale_by_adadelta
-from gradxform._optimizers.adadelta import ScaleByAdadeltaState
-from gradxform._optimizers.adagrad import adagrad
-from gradxform._optimizers.adagrad import scale_by_adagrad
-from gradxform._optimizers.adagrad import ScaleByAdagradState
-from gradxform._optimizers.adam import adam
-from gradxform._optimizers.adam import adamw
-from gradxform._optimizers.adam import scale_by_adam
-from gradxform._optimizers.adamax import adamax
-from gradxform._optimizers.adamax import scale_by_adamax
-from gradxform._optimizers.adamax import ScaleByAdamaxState
-from gradxform._optimizers.lion import lion
-from gradxform._optimizers.lion import scale_by_lion
-from gradxform._optimizers.lion import ScaleByLionState
-from gradxform._optimizers.nadam import nadam
-from gradxform._optimizers.nadam import scale_by_nadam
-from gradxform._optimizers.nadam import ScaleByNadamState
-from gradxform._optimizers.radam import radam
-from gradxform._optimizers.radam import scale_by_radam
-from gradxform._optimizers.radam import ScaleByRadamState
-from gradxform._optimizers.rmsprop import rmsprop
-from gradxform._optimizers.rmsprop import scale_by_rms
-from gradxform._optimizers.rmsprop import ScaleByRmsState
-from gradxform._optimizers.sgd import sgd
+from gradxform._optimizers.adadelta import adadelta as adadelta
+from gradxform._optimizers.adadelta import scale_by_adadelta as scale_by_adadelta
+from gradxform._optimizers.adadelta import ScaleByAdadeltaState as ScaleByAdadeltaState
+from gradxform._optimizers.adagrad import adagrad as adagrad
+from gradxform._optimizers.adagrad import scale_by_adagrad as scale_by_adagrad
+from gradxform._optimizers.adagrad import ScaleByAdagradState as ScaleByAdagradState
+from gradxform._optimizers.adam import adam as adam
+from gradxform._optimizers.adam import adamw as adamw
+from gradxform._optimizers.adam import scale_by_adam as scale_by_adam
+from gradxform._optimizers.adamax import adamax as adamax
+from gradxform._optimizers.adamax import scale_by_adamax as scale_by_adamax
+from gradxform._optimizers.adamax import ScaleByAdamaxState as ScaleByAdamaxState
+from gradxform._optimizers.dpsgd import dpsgd as dpsgd
+from gradxform._optimizers.lion import lion as lion
+from gradxform._optimizers.lion import scale_by_lion as scale_by_lion
+from gradxform._optimizers.lion import ScaleByLionState as ScaleByLionState
+from gradxform._optimizers.nadam import nadam as nadam
+from gradxform._optimizers.nadam import scale_by_nadam as scale_by_nadam
+from gradxform._optimizers.nadam import ScaleByNadamState as ScaleByNadamState
+from gradxform._optimizers.radam import radam as radam
+from gradxform._optimizers.radam import scale_by_radam as scale_by_radam
+from gradxform._optimizers.radam import ScaleByRadamState as ScaleByRadamState
+from gradxform._optimizers.rmsprop import rmsprop as rmsprop
+from gradxform._optimizers.rmsprop import scale_by_rms as scale_by_rms
+from gradxform._optimizers.rmsprop import ScaleByRmsState as ScaleByRmsState
+from gradxform._optimizers.sgd import sgd as sgd
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate
