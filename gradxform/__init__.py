@@ -94,6 +94,9 @@ from gradxform._wrappers.averaging import EmaParamsState as EmaParamsState
 from gradxform._wrappers.averaging import lookahead as lookahead
 from gradxform._wrappers.averaging import LookaheadState as LookaheadState
 from gradxform._wrappers.finite import apply_if_finite as apply_if_finite
+from gradxform._wrappers.swa import swa as swa
+from gradxform._wrappers.swa import swa_params as swa_params
+from gradxform._wrappers.swa import SwaState as SwaState
 from gradxform._wrappers.finite import ApplyIfFiniteState as ApplyIfFiniteState
 
 # _second_order/: second order, line searches, drivers

@@ -38,5 +38,6 @@ from gradxform.schedules._piecewise import multiplicative as multiplicative
 from gradxform.schedules._piecewise import multistep_decay as multistep_decay
 from gradxform.schedules._piecewise import piecewise_interpolate as piecewise_interpolate
 from gradxform.schedules._piecewise import step_decay as step_decay
+from gradxform.schedules._piecewise import swa_lr as swa_lr
 from gradxform.schedules._piecewise import warmup_constant as warmup_constant
 from gradxform.schedules._piecewise import warmup_exponential_decay as warmup_exponential_decay

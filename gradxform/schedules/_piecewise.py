@@ -14,7 +14,7 @@ from gradxform.schedules._decay import exponential_decay, linear
 from gradxform.schedules._join import join
 
 __all__ = ["cosine_onecycle", "inverse_sqrt", "lambda_schedule", "linear_onecycle", "multiplicative",
-           "multistep_decay", "piecewise_interpolate", "step_decay", "warmup_constant",
+           "multistep_decay", "piecewise_interpolate", "step_decay", "swa_lr", "warmup_constant",
            "warmup_exponential_decay"]
 
 
@@ -381,3 +381,48 @@ def multiplicative(init_value: Any, fn: Callable) -> Schedule:
   check_value("multiplicative", "init_value", init_value)
   _check_fn("multiplicative", "fn", fn)
   return _Lambda(init_value, fn=fn, cumulative=True)
+
+
+class _SwaLr(Schedule):
+  init_value: Any
+  swa_value: Any
+  anneal_steps: int = static_field(default=10)
+  anneal: str = static_field(default="cos")
+
+  def __call__(self, count):
+    count, init_value, swa_value = prepare(count, self.init_value, self.swa_value)
+    if self.anneal_steps == 0:
+      return jnp.broadcast_to(swa_value, count.shape)
+    t = jnp.clip(count / self.anneal_steps, 0, 1)
+    alpha = (1 - jnp.cos(jnp.pi * t)) / 2 if self.anneal == "cos" else t
+    return swa_value * alpha + init_value * (1 - alpha)
+
+
+def swa_lr(init_value: Any, swa_value: Any, anneal_steps: int = 10, anneal: str = "cos") -> Schedule:
+  """Annealing to a constant SWA learning rate, as ``torch.optim.swa_utils.SWALR``.
+
+  .. math::
+
+     s(t) = \\alpha\\, \\eta_{swa} + (1 - \\alpha)\\, I, \\qquad
+     \\alpha = A(\\min(t / T, 1)), \\quad A(x) = \\tfrac{1 - \\cos \\pi x}{2} \\;\\text{or}\\; x
+
+  (``T = 0`` gives ``η_swa`` from the start, as torch). Join it after the pre-SWA schedule with
+  :func:`join` at the step SWA starts.
+
+  Args:
+    init_value: ``I``, the learning rate when the annealing starts.
+    swa_value: ``η_swa``, torch's ``swa_lr``.
+    anneal_steps: ``T``, a non-negative integer (torch's ``anneal_epochs``, in scheduler steps).
+    anneal: ``"cos"`` or ``"linear"`` (torch's ``anneal_strategy``).
+
+  Returns:
+    A :class:`Schedule`.
+
+  References:
+    Izmailov et al., 2018, https://arxiv.org/abs/1803.05407
+  """
+  check_value("swa_lr", "init_value", init_value)
+  check_value("swa_lr", "swa_value", swa_value)
+  steps = check_steps("swa_lr", "anneal_steps", anneal_steps, "the length of the annealing", positive=False)
+  kind = check_option("swa_lr", "anneal", anneal, ("cos", "linear"))
+  return _SwaLr(init_value, swa_value, anneal_steps=steps, anneal=kind)
