@@ -17,6 +17,7 @@ from gradxform._core.base import GradientTransformation as GradientTransformatio
 from gradxform._core.base import identity as identity
 from gradxform._core.base import stateless as stateless
 from gradxform._core.chain import chain as chain
+from gradxform._core.diagnostics import diagnostics as diagnostics
 from gradxform._core.inspect import hyperparams as hyperparams
 from gradxform._core.inspect import tree_get as tree_get
 from gradxform._core.inspect import tree_set as tree_set
@@ -31,6 +32,7 @@ from gradxform._transforms.clipping import adaptive_grad_clip as adaptive_grad_c
 from gradxform._transforms.clipping import clip as clip
 from gradxform._transforms.clipping import clip_by_block_rms as clip_by_block_rms
 from gradxform._transforms.clipping import clip_by_global_norm as clip_by_global_norm
+from gradxform._transforms.clipping import ClipByGlobalNormState as ClipByGlobalNormState
 from gradxform._transforms.clipping import ClipState as ClipState
 from gradxform._transforms.decay import add_decayed_weights as add_decayed_weights
 from gradxform._transforms.decay import AddDecayedWeightsState as AddDecayedWeightsState
@@ -94,6 +96,8 @@ from gradxform._wrappers.averaging import EmaParamsState as EmaParamsState
 from gradxform._wrappers.averaging import lookahead as lookahead
 from gradxform._wrappers.averaging import LookaheadState as LookaheadState
 from gradxform._wrappers.finite import apply_if_finite as apply_if_finite
+from gradxform._wrappers.monitor import monitor as monitor
+from gradxform._wrappers.monitor import MonitorState as MonitorState
 from gradxform._wrappers.swa import swa as swa
 from gradxform._wrappers.swa import swa_params as swa_params
 from gradxform._wrappers.swa import SwaState as SwaState

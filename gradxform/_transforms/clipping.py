@@ -13,7 +13,7 @@ from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 
-__all__ = ["adaptive_grad_clip", "clip", "clip_by_block_rms", "clip_by_global_norm"]
+__all__ = ["adaptive_grad_clip", "clip", "clip_by_block_rms", "clip_by_global_norm", "ClipByGlobalNormState"]
 
 
 class ClipState(NamedTuple):
@@ -49,9 +49,33 @@ def clip(max_delta: Any) -> GradientTransformation:
   return _Clip(max_delta)
 
 
+class ClipByGlobalNormState(NamedTuple):
+  """State of :func:`clip_by_global_norm`, with what a dashboard logs.
+
+  ``norm`` (float32 scalar) is the global norm of the last update before clipping, ``clipped_norm``
+  after; ``clipped_steps`` (int32 scalar) counts the updates that were scaled down.
+  """
+
+  count: jax.Array  # int32 scalar
+  hyperparams: dict
+  norm: jax.Array
+  clipped_norm: jax.Array
+  clipped_steps: jax.Array
+
+  def diagnostics(self) -> dict:
+    """``grad_norm_before_clip``, ``grad_norm_after_clip`` and ``clipped_fraction`` of the updates so far."""
+    steps = jnp.maximum(self.count, 1).astype(jnp.float32)
+    return {"grad_norm_before_clip": self.norm, "grad_norm_after_clip": self.clipped_norm,
+            "clipped_fraction": self.clipped_steps.astype(jnp.float32) / steps}
+
+
 class _ClipByGlobalNorm(Transform):
   max_norm: Any
-  State = ClipState
+  State = ClipByGlobalNormState
+
+  def init_fields(self, params):
+    zero = jnp.zeros([], jnp.float32)
+    return {"norm": zero, "clipped_norm": zero, "clipped_steps": jnp.zeros([], jnp.int32)}
 
   def apply(self, updates, state, params, hp, **extra):
     _tree.check_floating("clip_by_global_norm", updates, "update")
@@ -60,7 +84,8 @@ class _ClipByGlobalNorm(Transform):
     factor = jnp.minimum(1.0, max_norm / (norm + 1e-6))
     rule = lambda g, factor: (g * factor,)
     updates, = _tree.leafwise("clip_by_global_norm", rule, updates, scalars={"factor": factor})
-    return updates, {}
+    return updates, {"norm": norm.astype(jnp.float32), "clipped_norm": (norm * factor).astype(jnp.float32),
+                     "clipped_steps": state.clipped_steps + (factor < 1).astype(jnp.int32)}
 
 
 def clip_by_global_norm(max_norm: Any) -> GradientTransformation:
@@ -72,7 +97,8 @@ def clip_by_global_norm(max_norm: Any) -> GradientTransformation:
      u = g \\cdot \\min\\!\\Big(1, \\frac{c}{\\|g\\| + 10^{-6}}\\Big)
 
   As ``torch.nn.utils.clip_grad_norm_`` (including its ``1e-6``); the norm is
-  accumulated in at least float32.
+  accumulated in at least float32. The state records the norm before and after
+  clipping and how many updates were clipped (:func:`gradxform.diagnostics`).
 
   Args:
     max_norm: ``c > 0`` (float, array or schedule).

@@ -94,6 +94,10 @@ class ApplyIfFiniteState(NamedTuple):
   total_notfinite: jax.Array  # int32 scalar
   inner_state: Any
 
+  def diagnostics(self) -> dict:
+    """``nonfinite_steps`` (all so far) and ``last_finite``, for :func:`gradxform.diagnostics`."""
+    return {"nonfinite_steps": self.total_notfinite, "last_finite": self.last_finite}
+
 
 class _ApplyIfFinite(GradientTransformation):
   inner: GradientTransformation

@@ -32,12 +32,12 @@ from gradxform.schedules._cyclic import cyclic as cyclic
 from gradxform.schedules._cyclic import sgdr as sgdr
 from gradxform.schedules._piecewise import cosine_onecycle as cosine_onecycle
 from gradxform.schedules._piecewise import inverse_sqrt as inverse_sqrt
-from gradxform.schedules._piecewise import lambda_schedule as lambda_schedule
+from gradxform.schedules._stepwise import lambda_schedule as lambda_schedule
 from gradxform.schedules._piecewise import linear_onecycle as linear_onecycle
-from gradxform.schedules._piecewise import multiplicative as multiplicative
-from gradxform.schedules._piecewise import multistep_decay as multistep_decay
+from gradxform.schedules._stepwise import multiplicative as multiplicative
+from gradxform.schedules._stepwise import multistep_decay as multistep_decay
 from gradxform.schedules._piecewise import piecewise_interpolate as piecewise_interpolate
-from gradxform.schedules._piecewise import step_decay as step_decay
+from gradxform.schedules._stepwise import step_decay as step_decay
 from gradxform.schedules._piecewise import swa_lr as swa_lr
 from gradxform.schedules._piecewise import warmup_constant as warmup_constant
 from gradxform.schedules._piecewise import warmup_exponential_decay as warmup_exponential_decay
