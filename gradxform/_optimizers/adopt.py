@@ -64,7 +64,9 @@ class _ScaleByAdopt(Transform):
       new_nu = jnp.where(first, g * g, b2 * nu + (1 - b2) * g * g)
       new_mu, = stored(new_mu)
       u = jnp.where(first, new_mu, b1 * new_mu + (1 - b1) * normed) if nesterov else new_mu
-      return u, new_mu, new_nu
+      # "+ 0 * u" adds exactly zero but orders the loop that overwrites v after the ones that read the
+      # old v, so a donated state is updated in place (as scale_by_lion does for its momentum)
+      return u, new_mu, new_nu + 0 * u
 
     updates, mu, nu = _tree.leafwise("scale_by_adopt", rule, updates, state.mu, state.nu, scalars=hp,
                                      check_dtype=(self.mu_dtype is None, True), stored=True)

@@ -62,7 +62,8 @@ class _ScaleByMars(Transform):
       else:
         mu, = stored(b1 * mu + (1 - b1) * c)
         u = jnp.sign(mu)
-      return u, mu, nu, g
+      # "+ 0 * u": exactly g, but written after the loops that read the old g_{t-1} (in place when donated)
+      return u, mu, nu, g + 0 * u
 
     updates, mu, nu, last_grad = _tree.leafwise(
         "scale_by_mars", rule, updates, state.mu, state.nu, state.last_grad, scalars=scalars,

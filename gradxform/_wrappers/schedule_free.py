@@ -24,6 +24,11 @@ __all__ = ["ScheduleFreeState", "schedule_free", "schedule_free_adamw", "schedul
            "schedule_free_radam", "schedule_free_sgd"]
 
 
+def _materialized(x: jax.Array) -> jax.Array:
+  """``x`` (for finite values) computed in a loop of its own: ``rem(x, +inf) = x``, and XLA does not fuse a remainder into several consumers."""
+  return jax.lax.rem(x, jnp.full_like(x, jnp.inf))
+
+
 class ScheduleFreeState(NamedTuple):
   """State of :func:`schedule_free`.
 
@@ -66,28 +71,36 @@ class _ScheduleFree(Transform):
     base_updates, inner_state = self.inner.update(updates, state.inner_state, params, **extra)
     b1 = hp["b1"]
 
-    def rule(path, u, y, z):
-      if u is None:
-        return None, z
+    def step_rule(u, y, z):
+      """y_{t+1} − y_t, with z_{t+1} = z_t + u as stored."""
       u, y = jnp.asarray(u), jnp.asarray(y)
       dtype = _tree.compute_dtype(_tree.wider(u.dtype, y.dtype, z.dtype))
       beta, ck = b1.astype(dtype), c.astype(dtype)
       y_c, z_c = y.astype(dtype), z.astype(dtype)
-      new_z = (z_c + u.astype(dtype)).astype(z.dtype)  # z_{t+1} = z_t + base update, as stored
-      new_z_c = new_z.astype(dtype)
-      x = (y_c - (1 - beta) * z_c) / beta
-      x = (1 - ck) * x + ck * new_z_c
-      new_y = beta * x + (1 - beta) * new_z_c
-      return (new_y - y_c).astype(u.dtype), new_z
+      new_z = (z_c + u.astype(dtype)).astype(z.dtype).astype(dtype)
+      x = (1 - ck) * (y_c - (1 - beta) * z_c) / beta + ck * new_z
+      return (beta * x + (1 - beta) * new_z - y_c).astype(u.dtype)
+
+    def z_rule(u, z, step):
+      dtype = _tree.compute_dtype(_tree.wider(jnp.result_type(u), z.dtype))
+      # "+ 0 * step" adds exactly zero, but orders this write of z after the step (which reads the old z)
+      return (z.astype(dtype) + jnp.asarray(u).astype(dtype) + 0 * step.astype(dtype)).astype(z.dtype)
 
     flat, treedef = jax.tree_util.tree_flatten_with_path(base_updates, is_leaf=_tree.is_none)
     try:
       y_leaves, z_leaves = treedef.flatten_up_to(params), treedef.flatten_up_to(state.z)
     except ValueError:
       raise _tree._structure_error("schedule_free", "base optimizer's update", base_updates, state.z) from None
-    outs = [rule(path, u, y, z) for (path, u), y, z in zip(flat, y_leaves, z_leaves)]
-    new_updates = jax.tree.unflatten(treedef, [u for u, _ in outs])
-    z = jax.tree.unflatten(treedef, [z for _, z in outs])
+    # The step reads y and the old z; the new parameters (y + step) and the new z overwrite them, and XLA:CPU
+    # cannot write both in one loop. So the step is materialized first (a remainder by +inf is the identity on
+    # finite numbers, and an "expensive" operation XLA does not duplicate into its consumers), z is written
+    # next, and the returned update reads the new z ("+ 0 * z"): with donated params and state, XLA then
+    # updates both in place (one temporary) instead of copying them.
+    steps = [None if u is None else _materialized(step_rule(u, y, z)) for (_, u), y, z in zip(flat, y_leaves, z_leaves)]
+    new_z = [z if u is None else z_rule(u, z, s) for (_, u), z, s in zip(flat, z_leaves, steps)]
+    steps = [None if s is None else s + 0 * z.astype(s.dtype) for s, z in zip(steps, new_z)]
+    new_updates = jax.tree.unflatten(treedef, steps)
+    z = jax.tree.unflatten(treedef, new_z)
     return new_updates, {"weight_sum": weight_sum.astype(state.weight_sum.dtype),
                          "max_lr": max_lr.astype(state.max_lr.dtype), "z": z, "inner_state": inner_state}
 
