@@ -65,4 +65,22 @@ OPTIMIZERS = [
              rr.rectified_lr(0.05, 0.9), 0.8), bf16_atol=0.5),
 ]
 
-CONVERGE = {}
+# Defaults, tuned learning rates: (learning rate, steps, distance to the minimizer allowed) per problem.
+CONVERGE = {
+    "adopt": _converge(gx.adopt, (0.3, 1000, 1e-4), (0.3, 1000, 1e-4), (0.3, 5000, 1e-3)),
+    # b3 = 0.9999 without warmup: the slow EMA is still mostly its first gradients after 1000 steps
+    "ademamix": _converge(gx.ademamix, (1.0, 1000, 1e-3), (1.0, 1000, 2e-3), (0.1, 5000, 2e-2)),
+    # the undamped momentum (b1 = 0.99) orbits the quadratic's minimum for long: Rosenbrock only
+    "simplified_ademamix": _converge(gx.simplified_ademamix, None, None, (1e-3, 5000, 2e-3)),
+    "mars": _converge(gx.mars, (0.1, 1000, 1e-5), (0.1, 1000, 1e-5), (3e-3, 5000, 1e-4)),
+    # sign steps: within about one learning rate of the minimum
+    "mars_lion": _converge(lambda lr: gx.mars(lr, variant="lion"), (3e-3, 1000, 5e-3), (0.1, 1000, 1e-4),
+                           (3e-3, 5000, 1e-2)),
+    "laprop": _converge(gx.laprop, (0.1, 1000, 1e-5), (0.1, 1000, 1e-5), (0.03, 5000, 1e-4)),
+    "cautious_adam": _converge(lambda lr: gx.cautious(gx.adam(lr)), (0.1, 1000, 1e-5), (0.1, 1000, 1e-5),
+                               (0.01, 5000, 1e-4)),
+    # the parameters are the gradient points y (the evaluation sequence x is closer still)
+    "schedule_free_sgd": _converge(gx.schedule_free_sgd, (1.0, 1000, 1e-5), (0.1, 1000, 1e-3), (0.01, 5000, 2e-2)),
+    "schedule_free_adamw": _converge(gx.schedule_free_adamw, (0.3, 1000, 1e-5), (0.3, 1000, 1e-5), (0.1, 5000, 0.1)),
+    "schedule_free_radam": _converge(gx.schedule_free_radam, (1.0, 1000, 1e-5), (1.0, 1000, 1e-5), (0.1, 5000, 0.05)),
+}
