@@ -12,7 +12,7 @@ from tests.references import _PerLeaf
 
 
 class Adopt(_PerLeaf):
-  """Taniguchi et al. 2024, Algorithm 2: v_0 = g_0^2, then m_t = b1 m + (1-b1) clip(g_t / max(sqrt(v_{t-1}), eps), t^p)."""
+  """Taniguchi et al. 2024, ADOPT with clipping: v_0 = g_0^2, then m_t = b1 m + (1-b1) clip(g_t / max(sqrt(v_{t-1}), eps), t^p)."""
 
   def __init__(self, b1, b2, eps, clip_power=0.25, nesterov=False):
     super().__init__(); self.b1, self.b2, self.eps, self.p, self.nesterov = b1, b2, eps, clip_power, nesterov
@@ -38,7 +38,7 @@ def _half_life(beta):
 
 
 class Ademamix(_PerLeaf):
-  """Pagliardini et al. 2024, Algorithm 1, with the schedulers of the paper's code (t is the 1-based step)."""
+  """Pagliardini et al. 2024, AdEMAMix with the schedulers of the paper's code (t is the 1-based step)."""
 
   def __init__(self, b1, b2, b3, alpha, eps, eps_root=0.0, alpha_warmup=None, b3_warmup=None):
     super().__init__()
@@ -80,7 +80,7 @@ class SimplifiedAdemamix(_PerLeaf):
 
 
 class Mars(_PerLeaf):
-  """Yuan et al. 2024, Algorithms 2 (AdamW) and 3 (Lion), MARS-approx with the code's per-tensor clipping of c_t."""
+  """Yuan et al. 2024, MARS-AdamW and MARS-Lion (approx form) with the code's per-tensor clipping of c_t."""
 
   def __init__(self, b1, b2, eps, gamma, max_norm=1.0, variant="adamw"):
     super().__init__()
@@ -105,7 +105,7 @@ class Mars(_PerLeaf):
 
 
 class Laprop(_PerLeaf):
-  """Ziyin et al. 2020, Algorithm 1 (the paper's code with a constant learning rate, outside the momentum)."""
+  """Ziyin et al. 2020, LaProp (the paper's code with a constant learning rate, outside the momentum)."""
 
   def __init__(self, b1, b2, eps):
     super().__init__(); self.b1, self.b2, self.eps = b1, b2, eps
@@ -142,7 +142,7 @@ class CautiousAdam(_PerLeaf):
 
 
 class ScheduleFree:
-  """Defazio et al. 2024, Algorithm 1 on a base optimizer's step: z += base(g); x = (1-c) x + c z; y = b1 x + (1-b1) z.
+  """Defazio et al. 2024, Schedule-Free on a base optimizer's step: z += base(g); x = (1-c) x + c z; y = b1 x + (1-b1) z.
 
   ``base`` is a reference returning the base step (already times -lr); ``lr(k)`` the learning rate used in the
   weights at the (0-based) step k; c = lr_max^r / sum of lr_max^r.

@@ -91,7 +91,7 @@ def _check_warmup(name, which, value):
 def scale_by_ademamix(b1: Any = 0.9, b2: Any = 0.999, b3: Any = 0.9999, alpha: Any = 6.0, eps: Any = 1e-8,
                       eps_root: Any = 0.0, *, alpha_warmup: Any = None, b3_warmup: Any = None,
                       mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None) -> GradientTransformation:
-  """AdEMAMix's direction (Pagliardini et al. 2024, Algorithm 1), as ``optax.contrib.scale_by_ademamix``.
+  """AdEMAMix's direction (Pagliardini et al. 2024), as ``optax.contrib.scale_by_ademamix``.
 
   .. math::
 

@@ -76,7 +76,7 @@ class _ScaleByAdopt(Transform):
 def scale_by_adopt(b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6, *, nesterov: bool = False,
                    clip_value: Any = _StepPower(0.25),
                    mu_dtype: Optional[Any] = None) -> GradientTransformation:
-  """ADOPT's direction (Taniguchi et al. 2024, Algorithm 2 with clipping), as ``optax.contrib.scale_by_adopt``.
+  """ADOPT's direction (Taniguchi et al. 2024, with its clipping), as ``optax.contrib.scale_by_adopt``.
 
   The first update only sets ``v_0 = g_0²`` (and returns 0); from then on
   (``t = 1, 2, …`` counts the updates after the first):
@@ -102,7 +102,7 @@ def scale_by_adopt(b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6, *, nesterov
     nesterov: Nesterov's form of the momentum (optax's option).
     clip_value: ``c_t``: a number, an array, a schedule of the update count
       (0 at the first update) or ``None`` for no clipping (the paper's
-      Algorithm 1). Default ``count ** 0.25``, as the paper and optax.
+      unclipped algorithm). Default ``count ** 0.25``, as the paper and optax.
     mu_dtype: dtype of ``m`` (default: the parameters'); ``u_t`` reads ``m_t``
       as stored.
 

@@ -56,7 +56,7 @@ class _ScaleByLaprop(Transform):
 
 def scale_by_laprop(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-15, *, mu_dtype: Optional[Any] = None,
                     nu_dtype: Optional[Any] = None) -> GradientTransformation:
-  """LaProp's direction (Ziyin et al. 2020, Algorithm 1), as the paper's code.
+  """LaProp's direction (Ziyin et al. 2020), as the paper's code.
 
   .. math::
 

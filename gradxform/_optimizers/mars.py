@@ -73,7 +73,7 @@ class _ScaleByMars(Transform):
 
 def scale_by_mars(b1: Any = 0.95, b2: Any = 0.99, eps: Any = 1e-8, gamma: Any = 0.025, max_norm: Any = 1.0, *,
                   variant: str = "adamw", mu_dtype: Optional[Any] = None) -> GradientTransformation:
-  """MARS's direction (Yuan et al. 2024, Algorithms 2 and 3, "MARS-approx"), as the paper's code.
+  """MARS's direction (Yuan et al. 2024, MARS-AdamW and MARS-Lion, "approx"), as the paper's code.
 
   The gradient is corrected by the previous one (``g_0 = 0``), optionally
   clipped per leaf, and fed to Adam (``variant="adamw"``) or to a sign step
