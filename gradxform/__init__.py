@@ -46,13 +46,13 @@ from gradxform._transforms.hygiene import add_noise as add_noise
 from gradxform._transforms.hygiene import AddNoiseState as AddNoiseState
 from gradxform._transforms.hygiene import centralize as centralize
 from gradxform._transforms.hygiene import zero_nans as zero_nans
+from gradxform._transforms.hygiene import ZeroNansState as ZeroNansState
 from gradxform._transforms.plateau import reduce_on_plateau as reduce_on_plateau
+from gradxform._transforms.plateau import ReduceOnPlateauState as ReduceOnPlateauState
 from gradxform._transforms.privacy import differentially_private_aggregate as differentially_private_aggregate
 from gradxform._transforms.privacy import DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState
 from gradxform._transforms.privacy import per_example_global_norm_clip as per_example_global_norm_clip
 from gradxform._transforms.privacy import per_example_layer_norm_clip as per_example_layer_norm_clip
-from gradxform._transforms.plateau import ReduceOnPlateauState as ReduceOnPlateauState
-from gradxform._transforms.hygiene import ZeroNansState as ZeroNansState
 from gradxform._transforms.scaling import scale as scale
 from gradxform._transforms.scaling import scale_by_learning_rate as scale_by_learning_rate
 from gradxform._transforms.scaling import scale_by_schedule as scale_by_schedule
@@ -72,10 +72,25 @@ from gradxform._optimizers.adam import scale_by_adam as scale_by_adam
 from gradxform._optimizers.adamax import adamax as adamax
 from gradxform._optimizers.adamax import scale_by_adamax as scale_by_adamax
 from gradxform._optimizers.adamax import ScaleByAdamaxState as ScaleByAdamaxState
+from gradxform._optimizers.ademamix import ademamix as ademamix
+from gradxform._optimizers.ademamix import scale_by_ademamix as scale_by_ademamix
+from gradxform._optimizers.ademamix import scale_by_simplified_ademamix as scale_by_simplified_ademamix
+from gradxform._optimizers.ademamix import ScaleByAdemamixState as ScaleByAdemamixState
+from gradxform._optimizers.ademamix import ScaleBySimplifiedAdemamixState as ScaleBySimplifiedAdemamixState
+from gradxform._optimizers.ademamix import simplified_ademamix as simplified_ademamix
+from gradxform._optimizers.adopt import adopt as adopt
+from gradxform._optimizers.adopt import scale_by_adopt as scale_by_adopt
+from gradxform._optimizers.adopt import ScaleByAdoptState as ScaleByAdoptState
 from gradxform._optimizers.dpsgd import dpsgd as dpsgd
+from gradxform._optimizers.laprop import laprop as laprop
+from gradxform._optimizers.laprop import scale_by_laprop as scale_by_laprop
+from gradxform._optimizers.laprop import ScaleByLapropState as ScaleByLapropState
 from gradxform._optimizers.lion import lion as lion
 from gradxform._optimizers.lion import scale_by_lion as scale_by_lion
 from gradxform._optimizers.lion import ScaleByLionState as ScaleByLionState
+from gradxform._optimizers.mars import mars as mars
+from gradxform._optimizers.mars import scale_by_mars as scale_by_mars
+from gradxform._optimizers.mars import ScaleByMarsState as ScaleByMarsState
 from gradxform._optimizers.nadam import nadam as nadam
 from gradxform._optimizers.nadam import scale_by_nadam as scale_by_nadam
 from gradxform._optimizers.nadam import ScaleByNadamState as ScaleByNadamState
@@ -86,46 +101,6 @@ from gradxform._optimizers.rmsprop import rmsprop as rmsprop
 from gradxform._optimizers.rmsprop import scale_by_rms as scale_by_rms
 from gradxform._optimizers.rmsprop import ScaleByRmsState as ScaleByRmsState
 from gradxform._optimizers.sgd import sgd as sgd
-from gradxform._optimizers.adadelta import adadelta
-from gradxform._optimizers.adadelta import scale_by_adadelta
-from gradxform._optimizers.adadelta import ScaleByAdadeltaState
-from gradxform._optimizers.adagrad import adagrad
-from gradxform._optimizers.adagrad import scale_by_adagrad
-from gradxform._optimizers.adagrad import ScaleByAdagradState
-from gradxform._optimizers.ademamix import ademamix
-from gradxform._optimizers.ademamix import scale_by_ademamix
-from gradxform._optimizers.ademamix import scale_by_simplified_ademamix
-from gradxform._optimizers.ademamix import ScaleByAdemamixState
-from gradxform._optimizers.ademamix import ScaleBySimplifiedAdemamixState
-from gradxform._optimizers.ademamix import simplified_ademamix
-from gradxform._optimizers.adopt import adopt
-from gradxform._optimizers.adopt import scale_by_adopt
-from gradxform._optimizers.adopt import ScaleByAdoptState
-from gradxform._optimizers.adam import adam
-from gradxform._optimizers.adam import adamw
-from gradxform._optimizers.adam import scale_by_adam
-from gradxform._optimizers.adamax import adamax
-from gradxform._optimizers.adamax import scale_by_adamax
-from gradxform._optimizers.adamax import ScaleByAdamaxState
-from gradxform._optimizers.laprop import laprop
-from gradxform._optimizers.laprop import scale_by_laprop
-from gradxform._optimizers.laprop import ScaleByLapropState
-from gradxform._optimizers.lion import lion
-from gradxform._optimizers.lion import scale_by_lion
-from gradxform._optimizers.lion import ScaleByLionState
-from gradxform._optimizers.mars import mars
-from gradxform._optimizers.mars import scale_by_mars
-from gradxform._optimizers.mars import ScaleByMarsState
-from gradxform._optimizers.nadam import nadam
-from gradxform._optimizers.nadam import scale_by_nadam
-from gradxform._optimizers.nadam import ScaleByNadamState
-from gradxform._optimizers.radam import radam
-from gradxform._optimizers.radam import scale_by_radam
-from gradxform._optimizers.radam import ScaleByRadamState
-from gradxform._optimizers.rmsprop import rmsprop
-from gradxform._optimizers.rmsprop import scale_by_rms
-from gradxform._optimizers.rmsprop import ScaleByRmsState
-from gradxform._optimizers.sgd import sgd
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate
@@ -138,18 +113,18 @@ from gradxform._wrappers.averaging import LookaheadState as LookaheadState
 from gradxform._wrappers.cautious import cautious as cautious
 from gradxform._wrappers.cautious import CautiousState as CautiousState
 from gradxform._wrappers.finite import apply_if_finite as apply_if_finite
+from gradxform._wrappers.finite import ApplyIfFiniteState as ApplyIfFiniteState
 from gradxform._wrappers.monitor import monitor as monitor
 from gradxform._wrappers.monitor import MonitorState as MonitorState
-from gradxform._wrappers.swa import swa as swa
-from gradxform._wrappers.swa import swa_params as swa_params
-from gradxform._wrappers.swa import SwaState as SwaState
-from gradxform._wrappers.finite import ApplyIfFiniteState as ApplyIfFiniteState
 from gradxform._wrappers.schedule_free import schedule_free as schedule_free
 from gradxform._wrappers.schedule_free import schedule_free_adamw as schedule_free_adamw
 from gradxform._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params
 from gradxform._wrappers.schedule_free import schedule_free_radam as schedule_free_radam
 from gradxform._wrappers.schedule_free import schedule_free_sgd as schedule_free_sgd
 from gradxform._wrappers.schedule_free import ScheduleFreeState as ScheduleFreeState
+from gradxform._wrappers.swa import swa as swa
+from gradxform._wrappers.swa import swa_params as swa_params
+from gradxform._wrappers.swa import SwaState as SwaState
 
 # _second_order/: second order, line searches, drivers
 from gradxform._second_order.curvature import curvature_descent as curvature_descent
