@@ -74,8 +74,9 @@ def scale_by_rprop(learning_rate: Any, eta_minus: Any = 0.5, eta_plus: Any = 1.2
   (the gradient is forgotten, so the next step only grows or keeps ``Δ``). The
   output is a step *along* the gradient: :func:`rprop` follows it with
   ``scale(-1)``, as ``optax.rprop``. Reproduces ``torch.optim.Rprop`` (which
-  also clamps ``Δ`` when ``s_t = 0``; ``optax.scale_by_rprop`` does not, the
-  same numbers while ``learning_rate`` lies within the bounds).
+  also clamps ``Δ`` when ``s_t = 0``). ``optax.scale_by_rprop`` 0.2.8 emits
+  each step one update late (zeros first; optax pull request #1725), so it is
+  not reproduced.
 
   Args:
     learning_rate: ``Δ_0 > 0``, the initial step size of every coordinate
