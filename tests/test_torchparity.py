@@ -248,7 +248,8 @@ def test_options_must_be_bools_and_dtypes(build, name):
     (lambda: gx.asgd(0.1, lambd=-1.0), r"asgd: scale_by_asgd: lambd=-1.0"),
     (lambda: gx.asgd(0.1, t0=-1.0), r"scale_by_asgd: t0=-1.0"),
     (lambda: gx.asgd(0.1, alpha=float("inf")), r"scale_by_asgd: alpha=inf is not finite"),
-    (lambda: gx.sgd(0.1, momentum=0.9, dampening=1.5), r"sgd: trace: dampening=1.5 is out of range"),
+    (lambda: gx.sgd(0.1, momentum=0.9, dampening=1.5), r"sgd: dampening=1.5 is out of range \[0, 1\]"),
+    (lambda: gx.sgd(0.1, dampening=-0.5), r"sgd: dampening=-0.5 is out of range"),
     (lambda: gx.sgd(0.1, momentum=0.9, nesterov=True, dampening=0.1), r"sgd: trace: nesterov=True needs dampening=0"),
     (lambda: gx.adagrad(0.1, lr_decay=-0.1), r"adagrad: scale_by_adagrad: lr_decay=-0.1"),
     (lambda: gx.rmsprop(0.1, nesterov=True), r"rmsprop: nesterov=True needs a momentum"),
@@ -315,3 +316,22 @@ def test_vmap_over_learning_rate_equals_separate_runs(make):
   for i, lr in enumerate(lrs):
     assert_trees_close(jax.tree.map(lambda x: x[i], stacked), run(float(lr)), rtol=1e-6, atol=1e-7,
                        what=f"member {i}")
+
+
+@pytest.mark.parametrize("flat_mode", [False, True], ids=["trees", "buffers"])
+@pytest.mark.parametrize("make", [
+    lambda: gx.rprop(0.05, maximize=True),
+    lambda: gx.asgd(0.05, lambd=0.1, t0=1.0, weight_decay=0.1),
+    lambda: gx.sgd(0.05, momentum=0.8, dampening=0.2, maximize=True),
+    lambda: gx.adagrad(0.05, lr_decay=0.1, weight_decay=0.1),
+    lambda: gx.rmsprop(0.01, momentum=0.5, nesterov=True, eps_in_sqrt=True, initial_scale=0.1, bias_correction=True),
+    lambda: gx.adam(0.01, nesterov=True, amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True),
+], ids=["rprop", "asgd", "sgd", "adagrad", "rmsprop", "adam"])
+def test_new_stages_run_on_packed_buffers(make, flat_mode):
+  from gradxform._scale_out.packed import runs_on_buffers
+  from tests.test_packing import _assert_tree_equal, _run_both, _tree
+
+  assert all(runs_on_buffers(stage) for stage in make().transforms)
+  packer = gx.Packer(_tree())
+  p_tree, p_pack, _, _ = _run_both(make(), gx.packed(make(), packer if flat_mode else None), flat_mode)
+  _assert_tree_equal(p_pack, p_tree, rtol=1e-6)

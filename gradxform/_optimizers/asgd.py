@@ -53,7 +53,9 @@ class _ScaleByAsgd(Transform):
       u = -(eta * lambd) * p - eta * g  # p ← p(1 − λη) − ηg
       new_p = p + u
       ax, = stored(jnp.where(mu == 1, new_p, ax + mu * (new_p - ax)))
-      return u, ax, p
+      # "+ 0 * ax" adds exactly zero but orders the loop that writes the new average before the one that
+      # writes the new parameters, so a donated step updates both in place (see lion's _sign_code)
+      return u + 0 * ax, ax, p
 
     scalars = {"eta": state.eta, "mu": state.mu, "lambd": lambd}
     updates, ax, _ = _tree.leafwise("scale_by_asgd", rule, updates, state.ax, params, scalars=scalars,

@@ -7,11 +7,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter, named
+from gradxform._optimizers.lion import _sign_code
 from gradxform._transforms.options import gradient_preamble
 from gradxform._transforms.scaling import scale
 
@@ -44,10 +46,17 @@ class _ScaleByRprop(Transform):
   def apply(self, updates, state, params, hp, **extra):
 
     def rule(g, step_size, prev, eta_minus, eta_plus, min_step_size, max_step_size, stored):
-      agreement = jnp.sign(g * prev)
-      factor = jnp.where(agreement > 0, eta_plus, jnp.where(agreement < 0, eta_minus, jnp.ones_like(g)))
-      step_size, = stored(jnp.clip(step_size * factor, min_step_size, max_step_size))
-      g = jnp.where(agreement < 0, jnp.zeros_like(g), g)  # a sign change: no step, and forget this gradient
+      # sign(g·prev) as int8 (2 for NaN), in a loop of its own: the new step sizes, the new prev and
+      # the update read it instead of the old prev, so a donated prev is overwritten in place
+      # (without it XLA:CPU copies prev; see lion's _sign_code)
+      code = _sign_code(g * prev)
+      factor = jnp.where(code == 1, eta_plus, jnp.where(code == -1, eta_minus, jnp.where(
+          code == 0, jnp.ones_like(g), jnp.full_like(g, jnp.nan))))
+      step_size = jnp.clip(step_size * factor, min_step_size, max_step_size)
+      # rem(x, inf) = x, but XLA does not duplicate a remainder into its consumers: the new step sizes
+      # are computed once, in place, and the update reads them (else a donated step_sizes is copied)
+      step_size, = stored(lax.rem(step_size, jnp.full_like(step_size, jnp.inf)))
+      g = jnp.where(code == -1, jnp.zeros_like(g), g)  # a sign change: no step, and forget this gradient
       return jnp.sign(g) * step_size, step_size, g
 
     scalars = {name: hp[name] for name in ("eta_minus", "eta_plus", "min_step_size", "max_step_size")}

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import is_literal_zero, named
+from gradxform._core.hyperparams import check_hyperparameter, is_literal_zero, named
 from gradxform._transforms.accumulators import trace
 from gradxform._transforms.options import check_flag, gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
@@ -55,6 +55,8 @@ def sgd(learning_rate: Any, momentum: Any = 0.0, nesterov: bool = False,
   if nesterov and is_literal_zero(momentum):
     raise ValueError("sgd: nesterov=True needs a momentum > 0 (with momentum=0 Nesterov is plain SGD). "
                      "Pass e.g. momentum=0.9.")
+  check_hyperparameter("sgd", "dampening", dampening, low=0.0, high=1.0,
+                       hint="dampening d scales the gradient by (1 - d) in the momentum buffer; torch's default is 0.")
   stages = gradient_preamble("sgd", maximize, weight_decay)
   if not is_literal_zero(momentum):
     stages.append(trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype, dampening=dampening))
