@@ -101,6 +101,41 @@ from gradxform._optimizers.rmsprop import rmsprop as rmsprop
 from gradxform._optimizers.rmsprop import scale_by_rms as scale_by_rms
 from gradxform._optimizers.rmsprop import ScaleByRmsState as ScaleByRmsState
 from gradxform._optimizers.sgd import sgd as sgd
+from gradxform._optimizers.adadelta import adadelta
+from gradxform._optimizers.adadelta import scale_by_adadelta
+from gradxform._optimizers.adadelta import ScaleByAdadeltaState
+from gradxform._optimizers.adagrad import adagrad
+from gradxform._optimizers.adagrad import scale_by_adagrad
+from gradxform._optimizers.adagrad import ScaleByAdagradState
+from gradxform._optimizers.asgd import asgd
+from gradxform._optimizers.asgd import asgd_averaged_params
+from gradxform._optimizers.asgd import scale_by_asgd
+from gradxform._optimizers.asgd import ScaleByAsgdState
+from gradxform._optimizers.adam import adam
+from gradxform._optimizers.adam import adamw
+from gradxform._optimizers.adam import amsgrad
+from gradxform._optimizers.adam import scale_by_adam
+from gradxform._optimizers.adamax import adamax
+from gradxform._optimizers.adamax import adamaxw
+from gradxform._optimizers.adamax import scale_by_adamax
+from gradxform._optimizers.adamax import ScaleByAdamaxState
+from gradxform._optimizers.lion import lion
+from gradxform._optimizers.lion import scale_by_lion
+from gradxform._optimizers.lion import ScaleByLionState
+from gradxform._optimizers.nadam import nadam
+from gradxform._optimizers.nadam import nadamw
+from gradxform._optimizers.nadam import scale_by_nadam
+from gradxform._optimizers.nadam import ScaleByNadamState
+from gradxform._optimizers.radam import radam
+from gradxform._optimizers.radam import scale_by_radam
+from gradxform._optimizers.radam import ScaleByRadamState
+from gradxform._optimizers.rmsprop import rmsprop
+from gradxform._optimizers.rmsprop import scale_by_rms
+from gradxform._optimizers.rmsprop import ScaleByRmsState
+from gradxform._optimizers.rprop import rprop
+from gradxform._optimizers.rprop import scale_by_rprop
+from gradxform._optimizers.rprop import ScaleByRpropState
+from gradxform._optimizers.sgd import sgd
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate

@@ -11,6 +11,7 @@ from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter, named
+from gradxform._transforms.options import gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
 
 __all__ = ["adadelta", "scale_by_adadelta"]
@@ -75,13 +76,27 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> GradientTransformation
 
 
 @named
-def adadelta(learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6) -> GradientTransformation:
-  """Adadelta, as ``torch.optim.Adadelta``: ``chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(lr))``.
+def adadelta(learning_rate: Any = 1.0, rho: Any = 0.9, eps: Any = 1e-6, *, weight_decay: Any = 0.0,
+             maximize: bool = False) -> GradientTransformation:
+  """Adadelta, as ``torch.optim.Adadelta``: ``chain([scale(-1)], [add_decayed_weights(λ)], scale_by_adadelta(rho, eps), scale_by_learning_rate(lr))``.
+
+  .. math::
+
+     g \\leftarrow \\pm g + \\lambda p, \\qquad p \\leftarrow p - \\eta\\, \\Delta x_t
+     \\;\\text{(}\\Delta x_t\\text{ of :func:`scale_by_adadelta`)}
 
   Zeiler's rule is ``lr = 1``. (optax's ``adadelta`` with its default
   ``learning_rate=None`` never negates the direction: it ascends.)
 
+  Args:
+    learning_rate: ``η ≥ 0``.
+    rho, eps: as in :func:`scale_by_adadelta`.
+    weight_decay: ``λ ≥ 0``, L2 coupled into the gradient (torch's; default 0).
+    maximize: negate the gradient first, as torch's ``maximize=True``.
+
   References:
     Zeiler, 2012, https://arxiv.org/abs/1212.5701
   """
-  return chain(scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate))
+  stages = gradient_preamble("adadelta", maximize, weight_decay)
+  stages += [scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate)]
+  return chain(*stages)

@@ -13,10 +13,11 @@ from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_betas, named
 from gradxform._core.module import static_field
 from gradxform._transforms.accumulators import _Ema
+from gradxform._transforms.decay import add_decayed_weights
+from gradxform._transforms.options import check_dtype_option, gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
 
-__all__ = ["adamax", "scale_by_adamax"]
-
+__all__ = ["adamax", "adamaxw", "scale_by_adamax"]
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -73,17 +74,50 @@ def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype
     https://arxiv.org/abs/1412.6980
   """
   check_betas("scale_by_adamax", b1, b2, eps)
+  mu_dtype = check_dtype_option("scale_by_adamax", "mu_dtype", mu_dtype)
   return _ScaleByAdamax(b2, eps, _Ema(b1, debias=True, dtype=mu_dtype, name="scale_by_adamax"),
-                        nu_dtype=nu_dtype)
+                        nu_dtype=check_dtype_option("scale_by_adamax", "nu_dtype", nu_dtype))
 
 
 @named
 def adamax(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *,
-           mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
-  """Adamax, as ``torch.optim.Adamax``: ``chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(lr))``.
+           weight_decay: Any = 0.0, maximize: bool = False, mu_dtype: Any = None,
+           nu_dtype: Any = None) -> GradientTransformation:
+  """Adamax, as ``torch.optim.Adamax``: ``chain([scale(-1)], [add_decayed_weights(λ)], scale_by_adamax(b1, b2, eps), scale_by_learning_rate(lr))``.
+
+  .. math::
+
+     g \\leftarrow \\pm g + \\lambda p, \\qquad p \\leftarrow p - \\eta\\, u_t
+     \\;\\text{(}u_t\\text{ of :func:`scale_by_adamax`)}
+
+  Args:
+    learning_rate: ``η ≥ 0``.
+    b1, b2, eps, mu_dtype, nu_dtype: as in :func:`scale_by_adamax`.
+    weight_decay: ``λ ≥ 0``, L2 coupled into the gradient (torch's; default 0).
+      Decoupled decay is :func:`adamaxw`.
+    maximize: negate the gradient first, as torch's ``maximize=True``.
 
   References:
     Kingma & Ba, 2015, Section 7.1, https://arxiv.org/abs/1412.6980
   """
+  stages = gradient_preamble("adamax", maximize, weight_decay)
+  stages += [scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+             scale_by_learning_rate(learning_rate)]
+  return chain(*stages)
+
+
+@named
+def adamaxw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
+            weight_decay: Any = 1e-4, mask: Any = None, *, mu_dtype: Any = None,
+            nu_dtype: Any = None) -> GradientTransformation:
+  """Adamax with decoupled weight decay, as ``optax.adamaxw`` (torch has none; optax's default ``λ = 1e-4``).
+
+  ``chain(scale_by_adamax(b1, b2, eps), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(lr))``:
+  ``p ← p − η(u_t + λp)``.
+
+  References:
+    Kingma & Ba, 2015, Section 7.1, https://arxiv.org/abs/1412.6980; Loshchilov
+    & Hutter, 2019, https://arxiv.org/abs/1711.05101
+  """
   return chain(scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-               scale_by_learning_rate(learning_rate))
+               add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate))

@@ -14,6 +14,7 @@ from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_betas, is_literal_zero, named
 from gradxform._core.module import static_field
 from gradxform._transforms.decay import add_decayed_weights
+from gradxform._transforms.options import check_dtype_option
 from gradxform._transforms.scaling import scale_by_learning_rate
 
 __all__ = ["lion", "scale_by_lion"]
@@ -97,22 +98,24 @@ def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None)
     https://arxiv.org/abs/2302.06675
   """
   check_betas("scale_by_lion", b1, b2)
-  return _ScaleByLion(b1, b2, mu_dtype=mu_dtype)
+  return _ScaleByLion(b1, b2, mu_dtype=check_dtype_option("scale_by_lion", "mu_dtype", mu_dtype))
 
 
 @named
 def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, weight_decay: Any = 0.0, *,
-         mu_dtype: Any = None) -> GradientTransformation:
+         mask: Any = None, mu_dtype: Any = None) -> GradientTransformation:
   """Lion (Chen et al. 2023): ``chain(scale_by_lion(b1, b2), add_decayed_weights(wd), scale_by_learning_rate(lr))``.
 
   ``p ← p − η(sign(β₁m + (1−β₁)g) + λp)``, decoupled weight decay as in the
-  paper. (A literal 0 weight decay leaves that stage out.)
+  paper. (A literal 0 weight decay leaves that stage out.) ``mask`` chooses
+  the leaves to decay, as :func:`add_decayed_weights` and ``optax.lion``. This is
+  ``optax.lion``'s rule; its default weight decay is 1e-3, this one's 0.
 
   References:
     Chen et al., 2023, https://arxiv.org/abs/2302.06675
   """
   stages = [scale_by_lion(b1, b2, mu_dtype=mu_dtype)]
   if not is_literal_zero(weight_decay):
-    stages.append(add_decayed_weights(weight_decay))
+    stages.append(add_decayed_weights(weight_decay, mask))
   stages.append(scale_by_learning_rate(learning_rate))
   return chain(*stages)

@@ -10,11 +10,13 @@ import jax.numpy as jnp
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import Transform, check_betas, check_hyperparameter, named, step_number
+from gradxform._core.hyperparams import Transform, check_betas, check_hyperparameter, is_literal_zero, named, step_number
 from gradxform._core.module import static_field
+from gradxform._transforms.decay import add_decayed_weights
+from gradxform._transforms.options import check_dtype_option, check_flag, gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
 
-__all__ = ["nadam", "scale_by_nadam"]
+__all__ = ["nadam", "nadamw", "scale_by_nadam"]
 
 
 class ScaleByNadamState(NamedTuple):
@@ -99,16 +101,62 @@ def scale_by_nadam(
   check_betas("scale_by_nadam", b1, b2, eps)
   check_hyperparameter("scale_by_nadam", "momentum_decay", momentum_decay, low=0.0,
                        hint="momentum_decay (ψ) must be non-negative; torch uses 4e-3.")
-  return _ScaleByNadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+  return _ScaleByNadam(b1, b2, eps, momentum_decay,
+                       mu_dtype=check_dtype_option("scale_by_nadam", "mu_dtype", mu_dtype),
+                       nu_dtype=check_dtype_option("scale_by_nadam", "nu_dtype", nu_dtype))
 
 
 @named
 def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
-          momentum_decay: Any = 4e-3, *, mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
-  """NAdam, as ``torch.optim.NAdam``: ``chain(scale_by_nadam(...), scale_by_learning_rate(lr))``.
+          momentum_decay: Any = 4e-3, *, weight_decay: Any = 0.0, decoupled_weight_decay: bool = False,
+          maximize: bool = False, mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
+  """NAdam, as ``torch.optim.NAdam``: ``chain([scale(-1)], [add_decayed_weights(λ)], scale_by_nadam(...), scale_by_learning_rate(lr))``.
+
+  .. math::
+
+     g \\leftarrow \\pm g + \\lambda p, \\qquad p \\leftarrow p - \\eta\\, u_t
+     \\;\\text{(}u_t\\text{ of :func:`scale_by_nadam`)}
+
+  With ``decoupled_weight_decay=True`` the decay moves after the NAdam
+  direction, ``p ← p − η(u_t + λp)``, as torch's ``NAdam(decoupled_weight_decay=True)``
+  (:func:`nadamw`).
+
+  Args:
+    learning_rate: ``η ≥ 0``.
+    b1, b2, eps, momentum_decay, mu_dtype, nu_dtype: as in :func:`scale_by_nadam`.
+    weight_decay: ``λ ≥ 0``; L2 coupled into the gradient (torch's default 0).
+    decoupled_weight_decay: apply ``λ`` decoupled (torch's option).
+    maximize: negate the gradient first, as torch's ``maximize=True``.
 
   References:
     Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
   """
-  return chain(scale_by_nadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-               scale_by_learning_rate(learning_rate))
+  decoupled = check_flag("nadam", "decoupled_weight_decay", decoupled_weight_decay)
+  stages = gradient_preamble("nadam", maximize, 0.0 if decoupled else weight_decay)
+  stages.append(scale_by_nadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype))
+  if decoupled and not is_literal_zero(weight_decay):
+    stages.append(add_decayed_weights(weight_decay))
+  stages.append(scale_by_learning_rate(learning_rate))
+  return chain(*stages)
+
+
+@named
+def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
+           momentum_decay: Any = 4e-3, weight_decay: Any = 1e-2, *, maximize: bool = False,
+           mask: Any = None, mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
+  """NAdamW: ``torch.optim.NAdam(decoupled_weight_decay=True)``, under optax's name.
+
+  ``chain([scale(-1)], scale_by_nadam(...), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(lr))``:
+  ``p ← p − η(u_t + λp)``, which equals torch's ``p ← p(1 − ηλ)`` followed by
+  the NAdam step. The default ``λ = 1e-2`` is :func:`adamw`'s (torch's AdamW);
+  ``optax.nadamw`` defaults to 1e-4 and uses optax's NAdam (a constant ``β₁``
+  in the Nesterov term, no momentum schedule), which this rule does not reproduce.
+
+  References:
+    Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ; Loshchilov
+    & Hutter, 2019, https://arxiv.org/abs/1711.05101
+  """
+  stages = gradient_preamble("nadamw", maximize)
+  stages += [scale_by_nadam(b1, b2, eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+             add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate)]
+  return chain(*stages)

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import Transform, check_betas, named, step_number
+from gradxform._core.hyperparams import Transform, check_betas, is_literal_zero, named, step_number
 from gradxform._core.module import static_field
+from gradxform._transforms.decay import add_decayed_weights
+from gradxform._transforms.options import check_dtype_option, check_flag, gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
 
 __all__ = ["radam", "scale_by_radam"]
@@ -91,16 +93,38 @@ def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype:
     Beyond", https://arxiv.org/abs/1908.03265
   """
   check_betas("scale_by_radam", b1, b2, eps)
-  return _ScaleByRadam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+  return _ScaleByRadam(b1, b2, eps, mu_dtype=check_dtype_option("scale_by_radam", "mu_dtype", mu_dtype),
+                       nu_dtype=check_dtype_option("scale_by_radam", "nu_dtype", nu_dtype))
 
 
 @named
 def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *,
+          weight_decay: Any = 0.0, decoupled_weight_decay: bool = False, maximize: bool = False,
           mu_dtype: Any = None, nu_dtype: Any = None) -> GradientTransformation:
-  """RAdam, as ``torch.optim.RAdam``: ``chain(scale_by_radam(b1, b2, eps), scale_by_learning_rate(lr))``.
+  """RAdam, as ``torch.optim.RAdam``: ``chain([scale(-1)], [add_decayed_weights(λ)], scale_by_radam(b1, b2, eps), scale_by_learning_rate(lr))``.
+
+  .. math::
+
+     g \\leftarrow \\pm g + \\lambda p, \\qquad p \\leftarrow p - \\eta\\, u_t
+     \\;\\text{(}u_t\\text{ of :func:`scale_by_radam`)}
+
+  With ``decoupled_weight_decay=True`` the decay moves after the RAdam
+  direction, ``p ← p − η(u_t + λp)``, as torch's ``RAdam(decoupled_weight_decay=True)``.
+
+  Args:
+    learning_rate: ``η ≥ 0``.
+    b1, b2, eps, mu_dtype, nu_dtype: as in :func:`scale_by_radam`.
+    weight_decay: ``λ ≥ 0``; L2 coupled into the gradient (torch's default 0).
+    decoupled_weight_decay: apply ``λ`` decoupled (torch's option).
+    maximize: negate the gradient first, as torch's ``maximize=True``.
 
   References:
     Liu et al., 2020, https://arxiv.org/abs/1908.03265
   """
-  return chain(scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-               scale_by_learning_rate(learning_rate))
+  decoupled = check_flag("radam", "decoupled_weight_decay", decoupled_weight_decay)
+  stages = gradient_preamble("radam", maximize, 0.0 if decoupled else weight_decay)
+  stages.append(scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype))
+  if decoupled and not is_literal_zero(weight_decay):
+    stages.append(add_decayed_weights(weight_decay))
+  stages.append(scale_by_learning_rate(learning_rate))
+  return chain(*stages)

@@ -13,6 +13,7 @@ from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter, is_literal_zero, named, step_number
 from gradxform._core.module import static_field
 from gradxform._transforms.accumulators import trace
+from gradxform._transforms.options import check_dtype_option, check_flag, gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
 
 __all__ = ["rmsprop", "scale_by_rms"]
@@ -25,7 +26,8 @@ class ScaleByRmsState(NamedTuple):
 
   ``nu`` is the running mean of squared gradients; ``grad_avg`` the running
   mean of gradients (``None`` unless centered); ``nu_max`` the running maximum
-  of ``nu`` (``None`` unless amsgrad); ``numerator`` the state of the
+  of ``nu`` (of ``nu / (1 - ρ^t)`` with ``debias_before_max``; ``None`` unless
+  amsgrad); ``numerator`` the state of the
   numerator transform (Adam's first moment lives at ``numerator.ema``).
   """
 
@@ -47,12 +49,18 @@ class _ScaleByRms(Transform):
   amsgrad: bool = static_field(default=False)
   dtype: Optional[Any] = static_field(default=None)
   name: str = static_field(default="scale_by_rms")
+  debias_before_max: bool = static_field(default=False)
+  initial_scale: Any = None  # None: v_0 = 0 (then not a hyperparameter)
   State = ScaleByRmsState
 
   def init_fields(self, params):
     zeros = lambda: _tree.zeros_like(self.name, params, self.dtype)
+    nu = zeros()
+    if self.initial_scale is not None:
+      v0 = self.resolve(jnp.zeros([], jnp.int32))["initial_scale"]
+      nu = jax.tree.map(lambda z: z + v0.astype(z.dtype), nu)
     return {
-        "nu": zeros(),
+        "nu": nu,
         "grad_avg": zeros() if self.centered else None,
         "nu_max": zeros() if self.amsgrad else None,
         "numerator": self.numerator.init(params),
@@ -60,18 +68,18 @@ class _ScaleByRms(Transform):
 
   def apply(self, updates, state, params, hp, **extra):
     numerator, numerator_state = self.numerator.update(updates, state.numerator, params, **extra)
-    centered, amsgrad = self.centered, self.amsgrad
+    centered, amsgrad, debias_before_max = self.centered, self.amsgrad, self.debias_before_max
     t = step_number(state, hp, "decay")
     correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])
 
     def rule(g, nu, nu_max, grad_avg, num, decay, eps, eps_root, correction, stored):
       nu, = stored(decay * nu + (1 - decay) * g * g)  # amsgrad's running maximum is of stored values
-      if amsgrad:
-        nu_max = jnp.maximum(nu_max, nu)
+      if amsgrad:  # torch: max of the raw v, then debiased; optax (debias_before_max): max of v / c_t
+        nu_max = jnp.maximum(nu_max, nu / correction if debias_before_max else nu)
       if centered:
         grad_avg = decay * grad_avg + (1 - decay) * g
       nu, nu_max, grad_avg = stored(nu, nu_max, grad_avg)
-      v = (nu_max if amsgrad else nu) / correction
+      v = nu_max if amsgrad and debias_before_max else (nu_max if amsgrad else nu) / correction
       if centered:
         v = jnp.maximum(v - jnp.square(grad_avg / correction), 0)
       u = _tree.divide_or_zero(num, jnp.sqrt(v + eps_root) + eps)
@@ -80,7 +88,8 @@ class _ScaleByRms(Transform):
     same = self.dtype is None
     updates, nu, nu_max, grad_avg, _ = _tree.leafwise(
         self.name, rule, updates, state.nu, state.nu_max, state.grad_avg, numerator,
-        scalars={**hp, "correction": correction}, check_dtype=(same, same, same, True), stored=True)
+        scalars={"decay": hp["decay"], "eps": hp["eps"], "eps_root": hp["eps_root"], "correction": correction},
+        check_dtype=(same, same, same, True), stored=True)
     return updates, {"nu": nu, "grad_avg": grad_avg, "nu_max": nu_max, "numerator": numerator_state}
 
 
@@ -93,12 +102,15 @@ def scale_by_rms(
     amsgrad: bool = False,
     numerator: Optional[GradientTransformation] = None,
     dtype: Optional[Any] = None,
+    *,
+    initial_scale: Any = 0.0,
+    debias_before_max: bool = False,
 ) -> GradientTransformation:
   """Divides by the root mean square of past gradients (RMSProp, Tieleman & Hinton 2012).
 
   .. math::
 
-     v_t = \\rho\\, v_{t-1} + (1-\\rho)\\, g_t^2, \\qquad
+     v_t = \\rho\\, v_{t-1} + (1-\\rho)\\, g_t^2, \\quad v_0 = v_{init}, \\qquad
      \\hat v_t = v_t / c_t, \\qquad
      u_t = \\frac{n_t}{\\sqrt{\\hat v_t + \\epsilon_{root}} + \\epsilon}
 
@@ -106,7 +118,8 @@ def scale_by_rms(
   the ``numerator`` transform applied to the *same* gradient ``g_t`` (by
   default ``n_t = g_t``). ``centered`` subtracts the squared running mean of
   the gradients, ``\\hat v_t - (\\bar g_t / c_t)^2``; ``amsgrad`` uses the running
-  maximum of ``v_t`` (before the division by ``c_t``, as torch).
+  maximum of ``v_t`` (before the division by ``c_t``, as torch; after it with
+  ``debias_before_max``, as ``optax.scale_by_amsgrad``).
 
   The defaults reproduce ``torch.optim.RMSprop`` (``alpha=0.99``, eps *outside*
   the root). optax's ``scale_by_rms`` puts eps inside the root with decay 0.9:
@@ -127,6 +140,11 @@ def scale_by_rms(
     numerator: transform whose output is divided (default: identity).
     dtype: dtype of the stored averages (default: the parameters' dtype). The
       update is computed from the averages as stored (rounded to ``dtype``).
+    initial_scale: ``v_init ≥ 0``, the starting value of ``v`` (optax's
+      ``initial_scale``; torch starts at 0). A literal 0 keeps it out of the
+      hyperparameters.
+    debias_before_max: with ``amsgrad``, keep ``max_{s ≤ t} v_s / c_s``
+      (optax's AMSGrad) instead of ``max_{s ≤ t} v_s / c_t`` (torch's).
 
   Returns:
     A transform with state :class:`ScaleByRmsState`.
@@ -139,8 +157,12 @@ def scale_by_rms(
   numerator = identity() if numerator is None else numerator
   if not isinstance(numerator, GradientTransformation):
     raise TypeError(f"scale_by_rms: numerator must be a gradxform transform, got {type(numerator).__name__}.")
-  return _ScaleByRms(decay, eps, eps_root, numerator, centered=bool(centered),
-                     debias=bool(debias), amsgrad=bool(amsgrad), dtype=dtype)
+  check_hyperparameter("scale_by_rms", "initial_scale", initial_scale, low=0.0,
+                       hint="initial_scale is the starting value of the squared-gradient average; torch uses 0.")
+  flags = {name: check_flag("scale_by_rms", name, value) for name, value in (
+      ("centered", centered), ("debias", debias), ("amsgrad", amsgrad), ("debias_before_max", debias_before_max))}
+  return _ScaleByRms(decay, eps, eps_root, numerator, dtype=check_dtype_option("scale_by_rms", "dtype", dtype),
+                     initial_scale=None if is_literal_zero(initial_scale) else initial_scale, **flags)
 
 
 def _check_rms(name: str, decay_name: str, decay: Any, eps: Any, eps_root: Any) -> None:
@@ -152,20 +174,56 @@ def _check_rms(name: str, decay_name: str, decay: Any, eps: Any, eps_root: Any) 
 
 @named
 def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bool = False,
-            momentum: Any = 0.0) -> GradientTransformation:
-  """RMSProp, as ``torch.optim.RMSprop`` (``decay`` is torch's ``alpha``).
+            momentum: Any = 0.0, *, weight_decay: Any = 0.0, maximize: bool = False, nesterov: bool = False,
+            eps_in_sqrt: bool = False, bias_correction: bool = False, initial_scale: Any = 0.0,
+            accumulator_dtype: Optional[Any] = None) -> GradientTransformation:
+  """RMSProp, as ``torch.optim.RMSprop`` (``decay`` is torch's ``alpha``); optax's variants as options.
 
-  ``chain(scale_by_rms(decay, eps, centered=centered), trace(momentum),
-  scale_by_learning_rate(lr))``: the momentum buffer holds ``g/(√v + ε)`` and
-  the learning rate is applied outside it, as torch. (A literal 0 momentum
-  leaves the trace out.) optax's default rmsprop (eps inside the root, decay
-  0.9) is ``chain(scale_by_rms(0.9, eps=0.0, eps_root=1e-8), scale_by_learning_rate(lr))``.
+  ``chain([scale(-1)], [add_decayed_weights(weight_decay)], scale_by_rms(...), [trace(momentum, nesterov)],
+  scale_by_learning_rate(lr))``:
+
+  .. math::
+
+     g \\leftarrow \\pm g + \\lambda p, \\quad
+     v_t = \\rho v_{t-1} + (1-\\rho) g^2, \\quad
+     d_t = \\frac{g}{\\sqrt{v_t / c_t} + \\epsilon}, \\quad
+     b_t = \\mu b_{t-1} + d_t, \\quad p \\leftarrow p - \\eta\\, b_t
+
+  The momentum buffer holds ``d_t`` and the learning rate is applied outside
+  it, as torch (optax applies it inside: the same numbers for a constant
+  learning rate). A literal 0 momentum or weight decay leaves its stage out.
+
+  Args:
+    learning_rate: ``η ≥ 0``.
+    decay: ``ρ`` in [0, 1) (torch's ``alpha``, default 0.99; optax's 0.9).
+    eps: ``ε ≥ 0``, outside the root (torch) or inside it (``eps_in_sqrt``).
+    centered: divide by the centered estimate ``v_t − ḡ_t²`` (Graves 2013).
+    momentum: ``μ`` in [0, 1]; 0 keeps no buffer.
+    weight_decay: ``λ ≥ 0``, L2 coupled into the gradient (torch's).
+    maximize: negate the gradient first, as torch's ``maximize=True``.
+    nesterov: Nesterov momentum on ``d_t`` (optax's option; needs momentum).
+    eps_in_sqrt: ``d_t = g / √(v_t/c_t + ε)``, optax's default (its
+      ``eps_in_sqrt=True``); torch's is ``False``.
+    bias_correction: ``c_t = 1 − ρ^t`` (optax's option); else ``c_t = 1``.
+    initial_scale: ``v_0`` (optax's option; torch's is 0).
+    accumulator_dtype: dtype of the momentum buffer (default: the parameters').
+
+  ``optax.rmsprop(lr, decay, eps, initial_scale, eps_in_sqrt, centered, momentum,
+  nesterov, bias_correction)`` is ``rmsprop(lr, decay, eps, centered, momentum,
+  eps_in_sqrt=..., ...)`` with optax's defaults ``decay=0.9, eps_in_sqrt=True``.
 
   References:
     Tieleman & Hinton, 2012; Graves, 2013 (centered), https://arxiv.org/abs/1308.0850
   """
-  stages = [scale_by_rms(decay, eps, centered=centered)]
+  nesterov = check_flag("rmsprop", "nesterov", nesterov)
+  if nesterov and is_literal_zero(momentum):
+    raise ValueError("rmsprop: nesterov=True needs a momentum > 0. Pass e.g. momentum=0.9.")
+  inside = check_flag("rmsprop", "eps_in_sqrt", eps_in_sqrt)
+  stages = gradient_preamble("rmsprop", maximize, weight_decay)
+  stages.append(scale_by_rms(decay, 0.0 if inside else eps, eps if inside else 0.0, centered=centered,
+                             debias=check_flag("rmsprop", "bias_correction", bias_correction),
+                             initial_scale=initial_scale))
   if not is_literal_zero(momentum):
-    stages.append(trace(momentum))
+    stages.append(trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype))
   stages.append(scale_by_learning_rate(learning_rate))
   return chain(*stages)

@@ -29,7 +29,7 @@ _ON_BUFFERS = frozenset({
     "_Chain", "_Identity",
     "_Trace", "_Ema",
     "_ScaleByAdamax", "_ScaleByNadam", "_ScaleByRadam", "_ScaleByLion",
-    "_ScaleByRms", "_ScaleByAdagrad", "_ScaleByAdadelta",
+    "_ScaleByRms", "_ScaleByAdagrad", "_ScaleByAdadelta", "_ScaleByRprop", "_ScaleByAsgd",
     "_Clip", "_ClipByGlobalNorm",
     "_AddDecayedWeights",
     "_Scale", "_ScaleByLearningRate", "_ScaleBySign",

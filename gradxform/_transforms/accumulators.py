@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
-from gradxform._core.hyperparams import Transform, check_hyperparameter, step_number
+from gradxform._core.hyperparams import Transform, check_hyperparameter, is_literal_zero, step_number
 from gradxform._core.module import static_field
+from gradxform._transforms.options import check_dtype_option, check_flag
 
 __all__ = ["ema", "trace"]
 
 
 class TraceState(NamedTuple):
-  """State of :func:`trace`: ``trace`` has the parameters' structure and dtypes."""
+  """State of :func:`trace`: ``trace`` has the parameters' structure (dtype: ``accumulator_dtype``, else theirs)."""
 
   count: jax.Array  # int32 scalar
   hyperparams: dict
@@ -25,37 +27,50 @@ class TraceState(NamedTuple):
 class _Trace(Transform):
   decay: Any
   nesterov: bool = static_field(default=False)
+  dampening: Any = None  # None: no dampening (then not a hyperparameter)
+  dtype: Optional[Any] = static_field(default=None)
   State = TraceState
 
   def init_fields(self, params):
-    return {"trace": _tree.zeros_like("trace", params)}
+    return {"trace": _tree.zeros_like("trace", params, self.dtype)}
 
   def apply(self, updates, state, params, hp, **extra):
     nesterov = self.nesterov
+    scalars = {"decay": hp["decay"]}
+    if self.dampening is not None:  # torch: the first buffer is g itself, undamped
+      scalars["grad_coef"] = jnp.where(state.count == 0, 1.0, 1 - hp["dampening"]).astype(hp["dampening"].dtype)
 
-    def rule(g, buf, decay, stored):
-      buf, = stored(decay * buf + g)
+    def rule(g, buf, decay, stored, grad_coef=None):
+      buf, = stored(decay * buf + (g if grad_coef is None else grad_coef * g))
       return (g + decay * buf if nesterov else buf), buf
 
-    updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=hp, stored=True)
+    updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=scalars,
+                                  check_dtype=(self.dtype is None,), stored=True)
     return updates, {"trace": buf}
 
 
-def trace(decay: Any = 0.9, nesterov: bool = False) -> GradientTransformation:
+def trace(decay: Any = 0.9, nesterov: bool = False, accumulator_dtype: Optional[Any] = None, *,
+          dampening: Any = 0.0) -> GradientTransformation:
   """Heavy-ball momentum (Polyak 1964), or Nesterov momentum, as in ``torch.optim.SGD``.
 
   .. math::
 
-     b_t = \\mu\\, b_{t-1} + g_t, \\quad b_0 = 0
+     b_t = \\mu\\, b_{t-1} + (1 - d_t)\\, g_t, \\quad b_0 = 0, \\quad d_1 = 0,\\ d_{t>1} = d
      \\qquad u_t = b_t \\;\\text{(heavy ball)} \\quad\\text{or}\\quad
      u_t = g_t + \\mu\\, b_t \\;\\text{(Nesterov)}
 
-  With ``b_0 = 0`` the first buffer equals ``g_1``, as torch's. The learning
-  rate is applied after this transform, so ``b`` holds raw gradients.
+  With ``b_0 = 0`` the first buffer equals ``g_1`` (undamped), as torch's. The
+  learning rate is applied after this transform, so ``b`` holds raw gradients.
+  The defaults (``d = 0``) are also ``optax.trace``.
 
   Args:
     decay: the momentum ``μ`` in [0, 1] (float, array or schedule).
     nesterov: use Nesterov's look-ahead form (Sutskever et al. 2013).
+    accumulator_dtype: dtype of the buffer ``b`` (optax's name; default: the
+      parameters' dtype). ``u_t`` is computed from ``b_t`` as stored.
+    dampening: torch.optim.SGD's ``dampening`` ``d`` in [0, 1] (float, array
+      or schedule); not applied to the first step, as torch. A literal 0 (the
+      default) leaves it out; torch refuses it with Nesterov, and so does this.
 
   Returns:
     A transform with state :class:`TraceState`.
@@ -66,7 +81,17 @@ def trace(decay: Any = 0.9, nesterov: bool = False) -> GradientTransformation:
   """
   check_hyperparameter("trace", "decay", decay, low=0.0, high=1.0,
                        hint="decay is the momentum coefficient; typical values are 0.9 to 0.99.")
-  return _Trace(decay, nesterov=bool(nesterov))
+  nesterov = check_flag("trace", "nesterov", nesterov)
+  dtype = check_dtype_option("trace", "accumulator_dtype", accumulator_dtype)
+  if is_literal_zero(dampening):
+    dampening = None
+  else:
+    check_hyperparameter("trace", "dampening", dampening, low=0.0, high=1.0,
+                         hint="dampening d scales the gradient by (1 - d) in the buffer; torch's default is 0.")
+    if nesterov:
+      raise ValueError("trace: nesterov=True needs dampening=0 (as torch.optim.SGD): Nesterov's form "
+                       "assumes an undamped buffer. Pass dampening=0 or nesterov=False.")
+  return _Trace(decay, nesterov=nesterov, dampening=dampening, dtype=dtype)
 
 
 class EmaState(NamedTuple):
@@ -82,6 +107,7 @@ class _Ema(Transform):
   debias: bool = static_field(default=True)
   dtype: Optional[Any] = static_field(default=None)
   name: str = static_field(default="ema")
+  nesterov: bool = static_field(default=False)
   State = EmaState
 
   def init_fields(self, params):
@@ -89,16 +115,19 @@ class _Ema(Transform):
 
   def apply(self, updates, state, params, hp, **extra):
     t = step_number(state, hp, "decay")
-    debias = self.debias
+    debias, nesterov = self.debias, self.nesterov
 
-    def rule(g, m, decay, correction, stored):
+    def rule(g, m, decay, correction, next_correction, stored):
       m, = stored(decay * m + (1 - decay) * g)
+      if nesterov:  # optax's nesterov Adam: β m_t / (1 - β^{t+1}) + (1 - β) g_t / (1 - β^t)
+        return (decay * m / next_correction + (1 - decay) * g / correction if debias
+                else decay * m + (1 - decay) * g), m
       return (m / correction if debias else m), m
 
-    correction = 1 - hp["decay"] ** t
+    scalars = {**hp, "correction": 1 - hp["decay"] ** t, "next_correction": 1 - hp["decay"] ** (t + 1)}
     updates, m = _tree.leafwise(
         self.name, rule, updates, state.ema,
-        scalars={**hp, "correction": correction}, check_dtype=(self.dtype is None,), stored=True)
+        scalars=scalars, check_dtype=(self.dtype is None,), stored=True)
     return updates, {"ema": m}
 
 
@@ -127,4 +156,5 @@ def ema(decay: Any = 0.9, debias: bool = True, dtype: Optional[Any] = None) -> G
   """
   check_hyperparameter("ema", "decay", decay, low=0.0, high=1.0, high_open=True,
                        hint="decay is the averaging coefficient β; use a value in [0, 1) such as 0.9.")
-  return _Ema(decay, debias=bool(debias), dtype=dtype)
+  return _Ema(decay, debias=check_flag("ema", "debias", debias),
+              dtype=check_dtype_option("ema", "dtype", dtype))
