@@ -68,8 +68,10 @@ from gradxform._optimizers.adagrad import scale_by_adagrad as scale_by_adagrad
 from gradxform._optimizers.adagrad import ScaleByAdagradState as ScaleByAdagradState
 from gradxform._optimizers.adam import adam as adam
 from gradxform._optimizers.adam import adamw as adamw
+from gradxform._optimizers.adam import amsgrad as amsgrad
 from gradxform._optimizers.adam import scale_by_adam as scale_by_adam
 from gradxform._optimizers.adamax import adamax as adamax
+from gradxform._optimizers.adamax import adamaxw as adamaxw
 from gradxform._optimizers.adamax import scale_by_adamax as scale_by_adamax
 from gradxform._optimizers.adamax import ScaleByAdamaxState as ScaleByAdamaxState
 from gradxform._optimizers.ademamix import ademamix as ademamix
@@ -81,6 +83,10 @@ from gradxform._optimizers.ademamix import simplified_ademamix as simplified_ade
 from gradxform._optimizers.adopt import adopt as adopt
 from gradxform._optimizers.adopt import scale_by_adopt as scale_by_adopt
 from gradxform._optimizers.adopt import ScaleByAdoptState as ScaleByAdoptState
+from gradxform._optimizers.asgd import asgd as asgd
+from gradxform._optimizers.asgd import asgd_averaged_params as asgd_averaged_params
+from gradxform._optimizers.asgd import scale_by_asgd as scale_by_asgd
+from gradxform._optimizers.asgd import ScaleByAsgdState as ScaleByAsgdState
 from gradxform._optimizers.dpsgd import dpsgd as dpsgd
 from gradxform._optimizers.laprop import laprop as laprop
 from gradxform._optimizers.laprop import scale_by_laprop as scale_by_laprop
@@ -92,6 +98,7 @@ from gradxform._optimizers.mars import mars as mars
 from gradxform._optimizers.mars import scale_by_mars as scale_by_mars
 from gradxform._optimizers.mars import ScaleByMarsState as ScaleByMarsState
 from gradxform._optimizers.nadam import nadam as nadam
+from gradxform._optimizers.nadam import nadamw as nadamw
 from gradxform._optimizers.nadam import scale_by_nadam as scale_by_nadam
 from gradxform._optimizers.nadam import ScaleByNadamState as ScaleByNadamState
 from gradxform._optimizers.radam import radam as radam
@@ -100,42 +107,10 @@ from gradxform._optimizers.radam import ScaleByRadamState as ScaleByRadamState
 from gradxform._optimizers.rmsprop import rmsprop as rmsprop
 from gradxform._optimizers.rmsprop import scale_by_rms as scale_by_rms
 from gradxform._optimizers.rmsprop import ScaleByRmsState as ScaleByRmsState
+from gradxform._optimizers.rprop import rprop as rprop
+from gradxform._optimizers.rprop import scale_by_rprop as scale_by_rprop
+from gradxform._optimizers.rprop import ScaleByRpropState as ScaleByRpropState
 from gradxform._optimizers.sgd import sgd as sgd
-from gradxform._optimizers.adadelta import adadelta
-from gradxform._optimizers.adadelta import scale_by_adadelta
-from gradxform._optimizers.adadelta import ScaleByAdadeltaState
-from gradxform._optimizers.adagrad import adagrad
-from gradxform._optimizers.adagrad import scale_by_adagrad
-from gradxform._optimizers.adagrad import ScaleByAdagradState
-from gradxform._optimizers.asgd import asgd
-from gradxform._optimizers.asgd import asgd_averaged_params
-from gradxform._optimizers.asgd import scale_by_asgd
-from gradxform._optimizers.asgd import ScaleByAsgdState
-from gradxform._optimizers.adam import adam
-from gradxform._optimizers.adam import adamw
-from gradxform._optimizers.adam import amsgrad
-from gradxform._optimizers.adam import scale_by_adam
-from gradxform._optimizers.adamax import adamax
-from gradxform._optimizers.adamax import adamaxw
-from gradxform._optimizers.adamax import scale_by_adamax
-from gradxform._optimizers.adamax import ScaleByAdamaxState
-from gradxform._optimizers.lion import lion
-from gradxform._optimizers.lion import scale_by_lion
-from gradxform._optimizers.lion import ScaleByLionState
-from gradxform._optimizers.nadam import nadam
-from gradxform._optimizers.nadam import nadamw
-from gradxform._optimizers.nadam import scale_by_nadam
-from gradxform._optimizers.nadam import ScaleByNadamState
-from gradxform._optimizers.radam import radam
-from gradxform._optimizers.radam import scale_by_radam
-from gradxform._optimizers.radam import ScaleByRadamState
-from gradxform._optimizers.rmsprop import rmsprop
-from gradxform._optimizers.rmsprop import scale_by_rms
-from gradxform._optimizers.rmsprop import ScaleByRmsState
-from gradxform._optimizers.rprop import rprop
-from gradxform._optimizers.rprop import scale_by_rprop
-from gradxform._optimizers.rprop import ScaleByRpropState
-from gradxform._optimizers.sgd import sgd
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate
