@@ -143,6 +143,10 @@ def asgd_averaged_params(state: Any) -> Any:
 
   Returns:
     A tree like the parameters (stacked if the state was vmapped).
+
+  References:
+    Polyak & Juditsky, 1992, "Acceleration of Stochastic Approximation by Averaging",
+    https://doi.org/10.1137/0330046
   """
   is_asgd = lambda x: isinstance(x, ScaleByAsgdState)
   found = [x for x in jax.tree.leaves(state, is_leaf=is_asgd) if is_asgd(x)]
