@@ -22,6 +22,7 @@ from gradxform._core.inspect import hyperparams as hyperparams
 from gradxform._core.inspect import tree_get as tree_get
 from gradxform._core.inspect import tree_set as tree_set
 from gradxform._core.module import static_field as static_field
+from gradxform._core.rounding import stochastic_round as stochastic_round
 
 # _transforms/: primitive transforms
 from gradxform._transforms.accumulators import ema as ema
@@ -124,6 +125,8 @@ from gradxform._wrappers.cautious import cautious as cautious
 from gradxform._wrappers.cautious import CautiousState as CautiousState
 from gradxform._wrappers.finite import apply_if_finite as apply_if_finite
 from gradxform._wrappers.finite import ApplyIfFiniteState as ApplyIfFiniteState
+from gradxform._wrappers.kahan import kahan_summation as kahan_summation
+from gradxform._wrappers.kahan import KahanSummationState as KahanSummationState
 from gradxform._wrappers.monitor import monitor as monitor
 from gradxform._wrappers.monitor import MonitorState as MonitorState
 from gradxform._wrappers.schedule_free import schedule_free as schedule_free

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from gradxform._core.module import Module, static_field
+from gradxform._core.rounding import stochastic_round
 from gradxform._core.tree import keystr, wider
 
 __all__ = [
@@ -157,12 +158,20 @@ def stateless(fn: Callable[[Any, Any], Any]) -> GradientTransformation:
   return _Stateless(fn)
 
 
-def apply_updates(params: Any, updates: Any) -> Any:
+def apply_updates(params: Any, updates: Any, *, key: Any = None) -> Any:
   """Returns ``p + u`` for every leaf, in each parameter's own dtype.
 
   The sum is formed in the wider of the two dtypes and cast back, so a float32
   update applied to bfloat16 parameters leaves them bfloat16. ``None`` updates
   leave their parameter unchanged.
+
+  With ``key`` (a PRNG key), parameters narrower than float32 (bfloat16,
+  float16) are rounded stochastically instead of to nearest: ``p ← sr(p + u)``
+  with ``E[sr(x)] = x`` (:func:`gradxform.stochastic_round`; one key per leaf,
+  split from ``key``), so pure bfloat16 training does not lose the updates
+  smaller than half a unit in the last place. Pass a new key every step, e.g.
+  ``jax.random.fold_in(key, step)``. float32 and wider parameters are unchanged
+  by ``key``.
 
   Raises:
     ValueError: if the trees differ, or an update's shape is not its
@@ -180,8 +189,10 @@ def apply_updates(params: Any, updates: Any) -> Any:
         "apply_updates: the updates tree does not match the params tree "
         f"({error}). Pass the updates returned by update() for these params."
     ) from None
+  keys = iter(jax.random.split(key, len(flat))) if key is not None else None
   new = []
   for (path, u), p in zip(flat, param_leaves):
+    leaf_key = next(keys) if keys is not None else None
     if u is None:
       new.append(p)
       continue
@@ -196,5 +207,9 @@ def apply_updates(params: Any, updates: Any) -> Any:
           "parameters can be updated. Keep integer leaves out of the optimized tree, or give them "
           "a None update (e.g. with gx.masked / gx.partition).")
     dtype = wider(p.dtype, u.dtype)
-    new.append((p.astype(dtype) + u.astype(dtype)).astype(p.dtype))
+    if leaf_key is not None and jnp.finfo(p.dtype).bits < 32:
+      wide = wider(dtype, jnp.float32)
+      new.append(stochastic_round(p.astype(wide) + u.astype(wide), p.dtype, leaf_key))
+    else:
+      new.append((p.astype(dtype) + u.astype(dtype)).astype(p.dtype))
   return jax.tree.unflatten(treedef, new)
