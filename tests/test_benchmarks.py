@@ -76,3 +76,16 @@ def test_donated_state_benchmark_quick():
   assert stdout.count("=== tree") == 2, output
   for row in ("gx.lion, donated", "optax.lion, donated", "gx.lion, not donated", "gx.sgd momentum, donated"):
     assert len(re.findall(rf"^{re.escape(row)}\s+\d+\.\d+\s+\d+\.\d+", stdout, flags=re.M)) == 2, (row, output)
+
+
+def test_bf16_training_benchmark_quick():
+  out = run_quick("bf16_training.py")
+  rows = {line[:22].strip(): line[22:].split() for line in out.splitlines() if line.startswith("(")}
+  assert set(rows) == {"(a) float32 master", "(b) bf16 nearest", "(c) bf16 stochastic", "(d) bf16 Kahan"}, out
+  loss = {name: float(cols[0]) for name, cols in rows.items()}
+  share = {name: cols[-1] for name, cols in rows.items()}
+  # round-to-nearest loses the small AdamW steps; stochastic rounding and Kahan keep them
+  assert loss["(b) bf16 nearest"] > 1.1 * loss["(a) float32 master"], out
+  assert abs(loss["(c) bf16 stochastic"] - loss["(a) float32 master"]) < 0.01 * loss["(a) float32 master"], out
+  assert abs(loss["(d) bf16 Kahan"] - loss["(a) float32 master"]) < 0.01 * loss["(a) float32 master"], out
+  assert share["(c) bf16 stochastic"] == "50%" and share["(d) bf16 Kahan"] == "67%", out
