@@ -79,7 +79,7 @@ def test_donated_state_benchmark_quick():
 
 
 def test_bf16_training_benchmark_quick():
-  out = run_quick("bf16_training.py")
+  out, _ = run_quick("bf16_training.py")
   rows = {line[:22].strip(): line[22:].split() for line in out.splitlines() if line.startswith("(")}
   assert set(rows) == {"(a) float32 master", "(b) bf16 nearest", "(c) bf16 stochastic", "(d) bf16 Kahan"}, out
   loss = {name: float(cols[0]) for name, cols in rows.items()}
