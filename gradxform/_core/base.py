@@ -201,13 +201,13 @@ def apply_updates(params: Any, updates: Any, *, key: Any = None) -> Any:
       raise ValueError(
           f"apply_updates: the update at {keystr(path)} has shape {u.shape}, but the parameter "
           f"has shape {p.shape}. Updates must have their parameter's shape (no broadcasting).")
-    if not jnp.issubdtype(p.dtype, jnp.floating):
+    if not jnp.issubdtype(p.dtype, jnp.inexact):
       raise TypeError(
           f"apply_updates: the parameter at {keystr(path)} has dtype {p.dtype}; only floating-point "
           "parameters can be updated. Keep integer leaves out of the optimized tree, or give them "
           "a None update (e.g. with gx.masked / gx.partition).")
     dtype = wider(p.dtype, u.dtype)
-    if leaf_key is not None and jnp.finfo(p.dtype).bits < 32:
+    if leaf_key is not None and jnp.issubdtype(p.dtype, jnp.floating) and jnp.finfo(p.dtype).bits < 32:
       wide = wider(dtype, jnp.float32)
       new.append(stochastic_round(p.astype(wide) + u.astype(wide), p.dtype, leaf_key))
     else:

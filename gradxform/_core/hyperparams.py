@@ -102,6 +102,10 @@ class Transform(GradientTransformation):
   hyperparameter's name to its current value, a scalar array.
   """
 
+  # Whether the transform accepts complex parameters: true for elementwise rules, which leafwise runs on
+  # a complex leaf's real view (torch.optim's view_as_real convention); others refuse them at init.
+  complex_ok = False
+
   def transform_name(self) -> str:
     """The public name, for messages: ``_ScaleByAdam`` -> ``scale_by_adam`` (or the ``name`` field)."""
     name = getattr(self, "name", None)
@@ -146,7 +150,7 @@ class Transform(GradientTransformation):
     raise NotImplementedError
 
   def init(self, params):
-    check_floating(self.transform_name(), params, "parameter")
+    check_floating(self.transform_name(), params, "parameter", allow_complex=self.complex_ok)
     count = jnp.zeros([], jnp.int32)
     return self.State(count=count, hyperparams=self.resolve(count), **self.init_fields(params))
 

@@ -73,25 +73,66 @@ def compute_dtype(dtype: Any) -> jnp.dtype:
   return wider(dtype, jnp.float32)
 
 
-def check_floating(name: str, tree: Any, what: str) -> None:
-  """Raises ``TypeError`` naming the first leaf of ``tree`` that is not real floating point."""
+def check_floating(name: str, tree: Any, what: str, allow_complex: bool = False) -> None:
+  """Raises ``TypeError`` naming the first leaf of ``tree`` that is not floating point.
+
+  Complex leaves pass when ``allow_complex`` (transforms whose rule runs on the real view, as torch.optim
+  treats a complex tensor as its ``view_as_real``); otherwise the message says the transform has no
+  complex form and how to get around it.
+  """
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     dtype = jnp.result_type(leaf)
-    if not jnp.issubdtype(dtype, jnp.floating):
-      kind = "complex" if jnp.issubdtype(dtype, jnp.complexfloating) else "integer/boolean"
+    if jnp.issubdtype(dtype, jnp.floating):
+      continue
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+      if allow_complex:
+        continue
       raise TypeError(
-          f"{name}: the {what} at {keystr(path)} has {kind} dtype {dtype}, but "
-          "optimizers act on real floating-point parameters. Keep such leaves "
-          "out of the optimized tree (split them off, or exclude them with a "
-          "mask), or cast them to a floating dtype."
+          f"{name}: the {what} at {keystr(path)} has complex dtype {dtype}, and {name} has no complex form "
+          "(its rule is not elementwise on the real and imaginary parts). Optimize the real view instead: "
+          "params as jnp.stack([z.real, z.imag], -1), or keep such leaves out with gx.partition / gx.masked."
       )
+    raise TypeError(
+        f"{name}: the {what} at {keystr(path)} has integer/boolean dtype {dtype}, but "
+        "optimizers act on floating-point parameters. Keep such leaves "
+        "out of the optimized tree (split them off, or exclude them with a "
+        "mask), or cast them to a floating dtype."
+    )
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+  """The real counterpart of a dtype: float32 for complex64, float64 for complex128, else itself."""
+  dtype = jnp.dtype(dtype)
+  return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+
+
+def as_real(x: jax.Array) -> jax.Array:
+  """A complex array's real view (a trailing axis of 2: real, imaginary), as torch's ``view_as_real``."""
+  return jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1) if jnp.iscomplexobj(x) else x
+
+
+def as_complex(x: jax.Array, dtype: Any) -> jax.Array:
+  """The inverse of :func:`as_real` into ``dtype`` (a no-op for real dtypes)."""
+  if not jnp.issubdtype(jnp.dtype(dtype), jnp.complexfloating):
+    return x
+  return lax.complex(x[..., 0].astype(real_dtype(dtype)), x[..., 1].astype(real_dtype(dtype))).astype(dtype)
 
 
 def zeros_like(name: str, params: Any, dtype: Optional[Any] = None) -> Any:
-  """Per-parameter state initialized to zero (``dtype`` defaults to each parameter's)."""
-  check_floating(name, params, "parameter")
+  """Per-parameter state initialized to zero (``dtype`` defaults to each parameter's; a complex
+  parameter's state is complex, its real view holding the per-component values, as torch's)."""
+  check_floating(name, params, "parameter", allow_complex=True)
   # zeros_like (not zeros(shape)) keeps a sharded parameter's sharding in the state
   return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or jnp.result_type(p)), params)
+
+
+def full_like(x: jax.Array, value: Any) -> jax.Array:
+  """``x``'s shape and dtype filled with ``value``; a complex leaf gets ``value`` in both components
+  (``value + value·i``, as torch.optim initializes complex state such as Adagrad's sum or Rprop's steps)."""
+  value = jnp.asarray(value).astype(real_dtype(x.dtype))
+  if jnp.iscomplexobj(x):
+    value = lax.complex(value, value)
+  return jnp.zeros_like(x) + value.astype(x.dtype)
 
 
 def tree_difference(got_paths: set, expected_paths: set, got_structure: Any, expected_structure: Any,
@@ -187,7 +228,7 @@ def leafwise(
   flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
   paths = [path for path, _ in flat]
   g_leaves = [None if leaf is None else jnp.asarray(leaf) for _, leaf in flat]
-  check_floating(name, updates, "update")
+  check_floating(name, updates, "update", allow_complex=True)
   state_leaves = []
   for i, state in enumerate(states):
     if state is None:
@@ -216,14 +257,20 @@ def leafwise(
       for j, s in enumerate(olds):
         outs[j + 1].append(s)
       continue
+    if jnp.iscomplexobj(g):  # torch's convention: the rule runs on the real view, per component
+      g_dtype, g = g.dtype, as_real(g)
+      olds_dtypes = [None if s is None else s.dtype for s in olds]
+      olds = [None if s is None else as_real(s) for s in olds]
+    else:
+      g_dtype, olds_dtypes = g.dtype, [None if s is None else s.dtype for s in olds]
     dtype = compute_dtype(g.dtype)
     kwargs = cast_scalars(dtype)
     if stored:
       kwargs = {**kwargs, "stored": _storage(olds, dtype)}
     result = rule(_cast(g, dtype), *(None if s is None else _cast(s, dtype) for s in olds), **kwargs)
-    outs[0].append(_cast(result[0], g.dtype))
-    for j, (new, old) in enumerate(zip(result[1:], olds)):
-      outs[j + 1].append(None if new is None else _cast(new, old.dtype))
+    outs[0].append(as_complex(_cast(result[0], real_dtype(g_dtype)), g_dtype))
+    for j, (new, old, old_dtype) in enumerate(zip(result[1:], olds, olds_dtypes)):
+      outs[j + 1].append(None if new is None else as_complex(_cast(new, old.dtype), old_dtype))
   return tuple(
       None if j > 0 and states[j - 1] is None else jax.tree.unflatten(treedef, leaves)
       for j, leaves in enumerate(outs)
@@ -235,6 +282,7 @@ def global_norm(tree: Any) -> jax.Array:
   leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
   if not leaves:
     return jnp.zeros((), jnp.float32)
+  leaves = [as_real(x) for x in leaves]  # |z|² = re² + im²
   dtype = compute_dtype(wider(*(x.dtype for x in leaves)))
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(dtype))) for x in leaves))
 

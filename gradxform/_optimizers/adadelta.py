@@ -27,6 +27,7 @@ class ScaleByAdadeltaState(NamedTuple):
 
 
 class _ScaleByAdadelta(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   rho: Any
   eps: Any
   State = ScaleByAdadeltaState

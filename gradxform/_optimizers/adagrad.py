@@ -27,6 +27,7 @@ class ScaleByAdagradState(NamedTuple):
 
 
 class _ScaleByAdagrad(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   initial_accumulator_value: Any
   eps: Any
   eps_root: Any
@@ -35,8 +36,8 @@ class _ScaleByAdagrad(Transform):
 
   def init_fields(self, params):
     zeros = _tree.zeros_like("scale_by_adagrad", params)
-    init = self.initial_accumulator_value
-    return {"sum_of_squares": jax.tree.map(lambda z: z + jnp.asarray(init).astype(z.dtype), zeros)}
+    init = self.initial_accumulator_value  # a complex leaf's components both start at it, as torch
+    return {"sum_of_squares": jax.tree.map(lambda z: _tree.full_like(z, init), zeros)}
 
   def apply(self, updates, state, params, hp, **extra):
     scalars = {"eps": hp["eps"], "eps_root": hp["eps_root"]}

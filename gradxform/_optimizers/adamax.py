@@ -30,6 +30,7 @@ class ScaleByAdamaxState(NamedTuple):
 
 
 class _ScaleByAdamax(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b2: Any
   eps: Any
   numerator: GradientTransformation

@@ -43,6 +43,7 @@ class ScaleByAdemamixState(NamedTuple):
 
 
 class _ScaleByAdemamix(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   b3: Any
@@ -172,6 +173,7 @@ class ScaleBySimplifiedAdemamixState(NamedTuple):
 
 
 class _ScaleBySimplifiedAdemamix(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   alpha: Any

@@ -38,6 +38,7 @@ class ScaleByAdoptState(NamedTuple):
 
 
 class _ScaleByAdopt(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   eps: Any

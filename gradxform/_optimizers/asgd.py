@@ -33,6 +33,7 @@ class ScaleByAsgdState(NamedTuple):
 
 
 class _ScaleByAsgd(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   learning_rate: Any
   lambd: Any
   alpha: Any
@@ -41,7 +42,7 @@ class _ScaleByAsgd(Transform):
 
   def init_fields(self, params):
     lr = self.resolve(jnp.zeros([], jnp.int32))["learning_rate"]
-    _tree.check_floating("scale_by_asgd", params, "parameter")
+    _tree.check_floating("scale_by_asgd", params, "parameter", allow_complex=True)
     return {"eta": lr, "mu": jnp.ones([], lr.dtype), "ax": jax.tree.map(jnp.copy, params)}
 
   def apply(self, updates, state, params, hp, **extra):

@@ -28,6 +28,7 @@ class ScaleByLapropState(NamedTuple):
 
 
 class _ScaleByLaprop(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   eps: Any

@@ -51,6 +51,7 @@ class ScaleByLionState(NamedTuple):
 
 
 class _ScaleByLion(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   mu_dtype: Optional[Any] = static_field(default=None)

@@ -30,6 +30,7 @@ class ScaleByNadamState(NamedTuple):
 
 
 class _ScaleByNadam(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   eps: Any

@@ -40,6 +40,7 @@ class ScaleByRmsState(NamedTuple):
 
 
 class _ScaleByRms(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   decay: Any
   eps: Any
   eps_root: Any

@@ -30,6 +30,7 @@ class ScaleByRpropState(NamedTuple):
 
 
 class _ScaleByRprop(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   learning_rate: Any
   eta_minus: Any
   eta_plus: Any
@@ -40,7 +41,7 @@ class _ScaleByRprop(Transform):
   def init_fields(self, params):
     initial = self.resolve(jnp.zeros([], jnp.int32))["learning_rate"]
     zeros = _tree.zeros_like("scale_by_rprop", params)
-    return {"step_sizes": jax.tree.map(lambda z: z + initial.astype(z.dtype), zeros),
+    return {"step_sizes": jax.tree.map(lambda z: _tree.full_like(z, initial), zeros),
             "prev_grad": _tree.zeros_like("scale_by_rprop", params)}
 
   def apply(self, updates, state, params, hp, **extra):

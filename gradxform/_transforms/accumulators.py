@@ -25,6 +25,7 @@ class TraceState(NamedTuple):
 
 
 class _Trace(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   decay: Any
   nesterov: bool = static_field(default=False)
   dampening: Any = None  # None: no dampening (then not a hyperparameter)
@@ -103,6 +104,7 @@ class EmaState(NamedTuple):
 
 
 class _Ema(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   decay: Any
   debias: bool = static_field(default=True)
   dtype: Optional[Any] = static_field(default=None)

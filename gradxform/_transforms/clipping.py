@@ -24,6 +24,7 @@ class ClipState(NamedTuple):
 
 
 class _Clip(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   max_delta: Any
   State = ClipState
 
@@ -70,6 +71,7 @@ class ClipByGlobalNormState(NamedTuple):
 
 
 class _ClipByGlobalNorm(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   max_norm: Any
   State = ClipByGlobalNormState
 
@@ -78,7 +80,7 @@ class _ClipByGlobalNorm(Transform):
     return {"norm": zero, "clipped_norm": zero, "clipped_steps": jnp.zeros([], jnp.int32)}
 
   def apply(self, updates, state, params, hp, **extra):
-    _tree.check_floating("clip_by_global_norm", updates, "update")
+    _tree.check_floating("clip_by_global_norm", updates, "update", allow_complex=True)
     norm = _tree.global_norm(updates)
     max_norm = hp["max_norm"].astype(norm.dtype)
     factor = jnp.minimum(1.0, max_norm / (norm + 1e-6))

@@ -24,6 +24,7 @@ class AddDecayedWeightsState(NamedTuple):
 
 
 class _AddDecayedWeights(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   weight_decay: Any
   State = AddDecayedWeightsState
 

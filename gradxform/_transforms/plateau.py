@@ -35,6 +35,7 @@ class ReduceOnPlateauState(NamedTuple):
 
 
 class _ReduceOnPlateau(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   factor: Any
   threshold: Any
   min_scale: Any

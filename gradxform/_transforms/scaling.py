@@ -23,6 +23,7 @@ class ScaleState(NamedTuple):
 
 
 class _Scale(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   step_size: Any
   name: str = static_field(default="scale")
   State = ScaleState
@@ -72,6 +73,7 @@ def scale_by_schedule(step_size_fn: Any) -> GradientTransformation:
 
 
 class _ScaleByLearningRate(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   learning_rate: Any
   State = ScaleState
 
