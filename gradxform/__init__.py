@@ -50,6 +50,11 @@ from gradxform._transforms.scaling import scale_by_learning_rate as scale_by_lea
 from gradxform._transforms.scaling import scale_by_schedule as scale_by_schedule
 from gradxform._transforms.scaling import scale_by_sign as scale_by_sign
 from gradxform._transforms.scaling import ScaleState as ScaleState
+from gradxform._transforms.trust_ratio import BlockScaleState as BlockScaleState
+from gradxform._transforms.trust_ratio import normalize_by_update_norm as normalize_by_update_norm
+from gradxform._transforms.trust_ratio import scale_by_param_block_norm as scale_by_param_block_norm
+from gradxform._transforms.trust_ratio import scale_by_param_block_rms as scale_by_param_block_rms
+from gradxform._transforms.trust_ratio import scale_by_trust_ratio as scale_by_trust_ratio
 
 # _optimizers/: named optimizers, one file per family (with their scale_by_* primitives)
 from gradxform._optimizers.adadelta import adadelta
@@ -77,6 +82,16 @@ from gradxform._optimizers.rmsprop import rmsprop
 from gradxform._optimizers.rmsprop import scale_by_rms
 from gradxform._optimizers.rmsprop import ScaleByRmsState
 from gradxform._optimizers.sgd import sgd
+
+# _optimizers/: optax parity (optimizers torch.optim does not have)
+from gradxform._optimizers.adabelief import adabelief as adabelief
+from gradxform._optimizers.adabelief import scale_by_belief as scale_by_belief
+from gradxform._optimizers.adabelief import ScaleByBeliefState as ScaleByBeliefState
+from gradxform._optimizers.lamb import lamb as lamb
+from gradxform._optimizers.lars import lars as lars
+from gradxform._optimizers.yogi import scale_by_yogi as scale_by_yogi
+from gradxform._optimizers.yogi import ScaleByYogiState as ScaleByYogiState
+from gradxform._optimizers.yogi import yogi as yogi
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate
