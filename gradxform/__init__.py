@@ -92,6 +92,19 @@ from gradxform._optimizers.lars import lars as lars
 from gradxform._optimizers.yogi import scale_by_yogi as scale_by_yogi
 from gradxform._optimizers.yogi import ScaleByYogiState as ScaleByYogiState
 from gradxform._optimizers.yogi import yogi as yogi
+from gradxform._optimizers.adan import adan as adan
+from gradxform._optimizers.adan import scale_by_adan as scale_by_adan
+from gradxform._optimizers.adan import ScaleByAdanState as ScaleByAdanState
+from gradxform._optimizers.novograd import novograd as novograd
+from gradxform._optimizers.novograd import scale_by_novograd as scale_by_novograd
+from gradxform._optimizers.novograd import ScaleByNovogradState as ScaleByNovogradState
+from gradxform._optimizers.optimistic import optimistic_adam as optimistic_adam
+from gradxform._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
+from gradxform._optimizers.optimistic import optimistic_gradient_descent as optimistic_gradient_descent
+from gradxform._optimizers.optimistic import scale_by_optimistic_gradient as scale_by_optimistic_gradient
+from gradxform._optimizers.optimistic import ScaleByOptimisticGradientState as ScaleByOptimisticGradientState
+from gradxform._optimizers.sign_sgd import sign_sgd as sign_sgd
+from gradxform._optimizers.sign_sgd import signum as signum
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate

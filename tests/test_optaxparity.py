@@ -67,6 +67,23 @@ PAIRS = {
     "yogi": (lambda: gx.yogi(0.05, b1=0.8, b2=0.9, eps=0.3), lambda: optax.yogi(0.05, b1=0.8, b2=0.9, eps=0.3)),
     "scale_by_yogi": (lambda: gx.scale_by_yogi(0.8, 0.9, eps=0.1, eps_root=0.2, initial_accumulator_value=0.5),
                       lambda: optax.scale_by_yogi(0.8, 0.9, eps=0.1, eps_root=0.2, initial_accumulator_value=0.5)),
+    "adan": (lambda: gx.adan(0.05, b1=0.8, b2=0.7, b3=0.9, eps=0.3, eps_root=0.1, weight_decay=0.2),
+             lambda: optax.adan(0.05, b1=0.8, b2=0.7, b3=0.9, eps=0.3, eps_root=0.1, weight_decay=0.2)),
+    "adan_defaults": (lambda: gx.adan(0.05), lambda: optax.adan(0.05)),
+    "novograd": (lambda: gx.novograd(0.05, b1=0.8, b2=0.6, eps=0.3, eps_root=0.1, weight_decay=0.2),
+                 lambda: optax.novograd(0.05, b1=0.8, b2=0.6, eps=0.3, eps_root=0.1, weight_decay=0.2)),
+    "novograd_defaults": (lambda: gx.novograd(0.05), lambda: optax.novograd(0.05)),
+    "sign_sgd": (lambda: gx.sign_sgd(0.05), lambda: optax.sign_sgd(0.05)),
+    "signum": (lambda: gx.signum(0.05, momentum=0.7), lambda: optax.signum(0.05, beta=0.7)),
+    "optimistic_gradient_descent": (lambda: gx.optimistic_gradient_descent(0.05, alpha=0.7, beta=0.4),
+                                    lambda: optax.optimistic_gradient_descent(0.05, alpha=0.7, beta=0.4)),
+    "optimistic_adam": (lambda: gx.optimistic_adam(0.05, optimism=0.02, b1=0.8, b2=0.9, eps=0.3, eps_root=0.1),
+                        lambda: optax.optimistic_adam(0.05, optimism=0.02, b1=0.8, b2=0.9, eps=0.3, eps_root=0.1)),
+    "optimistic_adam_no_nesterov": (
+        lambda: gx.optimistic_adam(0.05, b1=0.8, b2=0.9, eps=0.3, nesterov=False),
+        lambda: optax.optimistic_adam(0.05, b1=0.8, b2=0.9, eps=0.3, nesterov=False)),
+    "optimistic_adam_v2": (lambda: gx.optimistic_adam_v2(0.05, alpha=0.7, beta=0.4, b1=0.8, b2=0.9, eps=0.3),
+                           lambda: optax.optimistic_adam_v2(0.05, alpha=0.7, beta=0.4, b1=0.8, b2=0.9, eps=0.3)),
 }
 
 
