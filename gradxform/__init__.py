@@ -105,6 +105,13 @@ from gradxform._optimizers.optimistic import scale_by_optimistic_gradient as sca
 from gradxform._optimizers.optimistic import ScaleByOptimisticGradientState as ScaleByOptimisticGradientState
 from gradxform._optimizers.sign_sgd import sign_sgd as sign_sgd
 from gradxform._optimizers.sign_sgd import signum as signum
+from gradxform._optimizers.dog import scale_by_distance_over_gradients as scale_by_distance_over_gradients
+from gradxform._optimizers.dog import ScaleByDistanceOverGradientsState as ScaleByDistanceOverGradientsState
+from gradxform._optimizers.fromage import fromage as fromage
+from gradxform._optimizers.noisy_sgd import noisy_sgd as noisy_sgd
+from gradxform._optimizers.sm3 import scale_by_sm3 as scale_by_sm3
+from gradxform._optimizers.sm3 import ScaleBySM3State as ScaleBySM3State
+from gradxform._optimizers.sm3 import sm3 as sm3
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate
