@@ -47,8 +47,9 @@ OPTIMIZERS = [
     Case("lars", lambda: gx.lars(0.1, weight_decay=0.2, trust_coefficient=0.05, eps=0.1, momentum=0.7),
          lambda: ref.Chain(ref.DecayedWeights(0.2), rp.TrustRatio(0.0, 0.05, 0.1), _LR(0.1), ref.Momentum(0.7))),
     Case("lars_nesterov_masks",
-         lambda: gx.lars(0.1, weight_decay=0.2, weight_decay_mask={"b": False, "w": True}, trust_coefficient=0.05,
-                         trust_ratio_mask={"b": True, "w": False}, momentum=0.7, nesterov=True),
+         # decay the matrices only; the trust ratio on the vectors only (any tree: masks by leaf shape)
+         lambda: gx.lars(0.1, weight_decay=0.2, weight_decay_mask=lambda path, p: p.ndim >= 2, trust_coefficient=0.05,
+                         trust_ratio_mask=lambda path, p: p.ndim < 2, momentum=0.7, nesterov=True),
          lambda: ref.Chain(ref.DecayedWeights(0.2, mask=[False, True]), _MaskedRatio([True, False], 0.05), _LR(0.1),
                            ref.Momentum(0.7, nesterov=True))),
     Case("adabelief", lambda: gx.adabelief(0.05, b1=0.8, b2=0.9, eps=0.3, eps_root=0.1),
@@ -87,8 +88,8 @@ class _MaskedRatio:
 CONVERGE = {
     "adabelief": _converge(gx.adabelief, (0.1, 1000, 1e-3), (0.1, 1000, 1e-3), (0.05, 5000, 1e-3)),
     "yogi": _converge(gx.yogi, (0.1, 1000, 1e-3), (0.1, 1000, 1e-3), (0.05, 5000, 1e-3)),
-    "adan": _converge(gx.adan, (0.1, 1000, 1e-3), (0.1, 1000, 1e-3), (0.05, 5000, 1e-3)),
-    "sm3": _converge(gx.sm3, (0.5, 1000, 1e-3), (0.5, 1000, 1e-3), (0.1, 20000, 1e-3)),
-    "optimistic_gradient_descent": _converge(gx.optimistic_gradient_descent, (0.3, 500, 1e-5), (0.005, 2000, 1e-5),
-                                             (5e-4, 20000, 2e-3)),
+    "adan": _converge(gx.adan, (0.1, 1000, 1e-3), (0.1, 1000, 1e-3), (0.005, 5000, 1e-3)),
+    "sm3": _converge(gx.sm3, (0.5, 1000, 1e-3), (0.5, 1000, 1e-3), (0.2, 20000, 1e-3)),
+    "optimistic_gradient_descent": _converge(gx.optimistic_gradient_descent, (0.3, 500, 1e-5), (0.005, 4000, 1e-5),
+                                             (5e-4, 40000, 1e-3)),
 }

@@ -46,7 +46,9 @@ class _ScaleByBelief(Transform):
 
     def rule(g, m, s, b1, b2, eps, eps_root, c1, c1_next, c2, stored):
       m, = stored(b1 * m + (1 - b1) * g)
-      m, s = stored(m, b2 * s + (1 - b2) * (g - m) ** 2 + eps_root)
+      # eps_root added to the decayed s first: so written, XLA:CPU computes s_t once (instead of again
+      # inside the parameter update), and a donated s is updated in place (tests/test_donation.py)
+      m, s = stored(m, (b2 * s + eps_root) + (1 - b2) * ((g - m) * (g - m)))
       m_hat = b1 * m / c1_next + (1 - b1) * g / c1 if nesterov else m / c1
       return m_hat / (jnp.sqrt(s / c2) + eps), m, s
 

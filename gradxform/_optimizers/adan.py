@@ -12,6 +12,7 @@ from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter, is_literal_zero, named, step_number
 from gradxform._core.module import static_field
+from gradxform._optimizers.optimistic import _reads_first
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale_by_learning_rate
 
@@ -46,16 +47,17 @@ class _ScaleByAdan(Transform):
     t = step_number(state, hp, "b1")
     legacy = self.legacy_optax
 
-    def rule(g, m, v, n, prev, b1, b2, b3, eps, eps_root, first, c1, c2, c3, stored):
-      diff = jnp.where(first > 0, jnp.zeros_like(g), g - prev)
+    def rule(g, m, v, n, prev, b1, b2, b3, eps, eps_root, first, one, c1, c2, c3, stored):
+      diff = _reads_first(jnp.where(first > 0, jnp.zeros_like(g), g - prev), one)  # donated prev: no copy
       w = 1 - b2 if legacy else b2  # the paper's 1 - β₂ (β₂ = 1 - b2); optax 0.2.8 uses 1 - b2
       m, v = stored(b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * diff)
       m, v, n = stored(m, v, b3 * n + (1 - b3) * jnp.square(g + w * diff))
       u = (m / c1 + w * (v / c2)) / (jnp.sqrt(n / c3 + eps_root) + eps)
-      return u, m, v, n, g
+      return u, m, v, n, jnp.where(first < 0, diff, g)  # g, written after diff has read the old one
 
     power = lambda b: 1 - hp[b].astype(t.dtype) ** t
-    scalars = {**hp, "first": (state.count == 0).astype(t.dtype), "c1": power("b1"), "c2": power("b2"),
+    scalars = {**hp, "first": (state.count == 0).astype(t.dtype), "one": (state.count >= 0).astype(t.dtype),
+               "c1": power("b1"), "c2": power("b2"),
                "c3": power("b3")}
     updates, m, v, n, prev = _tree.leafwise("scale_by_adan", rule, updates, state.m, state.v, state.n,
                                             state.prev_grad, scalars=scalars, stored=True)

@@ -23,6 +23,23 @@ __all__ = ["optimistic_adam", "optimistic_adam_v2", "optimistic_gradient_descent
 _NAME = "scale_by_optimistic_gradient"
 
 
+def _reads_first(x: jax.Array, one: jax.Array) -> jax.Array:
+  """``x / one`` with ``one == 1`` at run time: ``x`` exactly, materialized before the state is overwritten.
+
+  A step that reads the previous gradient and stores the new one is two
+  loops on XLA:CPU (no multi-output fusion): the update (fused into the
+  parameter update) reads the old value, the new state overwrites it. Nothing
+  orders the two, so with donated state XLA copies the old value first. A
+  division is an "expensive" operation that XLA does not duplicate into its
+  consumers, so the quotient is computed once, by the only loop that reads the
+  old state; the new state is then written as a select that reads the
+  quotient (``first`` is never negative), hence after it, in place. The cost
+  is one division per value and the quotient's buffer, where the copy cost a
+  read and a write of the state (``tests/test_donation.py``).
+  """
+  return x / one
+
+
 class ScaleByOptimisticGradientState(NamedTuple):
   """State of :func:`scale_by_optimistic_gradient`: the last update received, ``prev_grad``."""
 
@@ -41,12 +58,14 @@ class _ScaleByOptimisticGradient(Transform):
 
   def apply(self, updates, state, params, hp, **extra):
 
-    def rule(g, prev, alpha, beta, first):
-      prev = jnp.where(first > 0, g, prev)
-      return (alpha + beta) * g - beta * prev, g
+    def rule(g, prev, alpha, beta, first, one):
+      u = _reads_first((alpha + beta) * g - beta * jnp.where(first > 0, g, prev), one)
+      return u, jnp.where(first < 0, u, g)
 
-    first = (state.count == 0).astype(hp["alpha"].dtype)
-    updates, prev = _tree.leafwise(_NAME, rule, updates, state.prev_grad, scalars={**hp, "first": first})
+    dtype = hp["alpha"].dtype
+    first, one = (state.count == 0).astype(dtype), (state.count >= 0).astype(dtype)
+    updates, prev = _tree.leafwise(_NAME, rule, updates, state.prev_grad,
+                                   scalars={**hp, "first": first, "one": one})
     return updates, {"prev_grad": prev}
 
 

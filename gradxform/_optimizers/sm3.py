@@ -45,18 +45,20 @@ def _cover(g: Any, accumulators: Any) -> Any:
   if g is None:
     return None
   if jnp.ndim(g) < 2:
-    return accumulators[0]
-  expanded = [jnp.reshape(a, [1] * i + [a.shape[0]] + [1] * (jnp.ndim(g) - i - 1))
+    return accumulators[0]  # state of the leaf's shape: the new ν is stored in it
+  dtype = _tree.compute_dtype(accumulators[0].dtype)  # a derived value: the new ν in the compute dtype
+  expanded = [jnp.reshape(a.astype(dtype), [1] * i + [a.shape[0]] + [1] * (jnp.ndim(g) - i - 1))
               for i, a in enumerate(accumulators)]
   return functools.reduce(jnp.minimum, expanded)
 
 
-def _new_accumulators(accum: Any) -> Any:
+def _new_accumulators(accum: Any, like: Any) -> Any:
   if accum is None:
     return None
   if accum.ndim < 2:
-    return [accum]
-  return [jnp.max(accum, axis=tuple(j for j in range(accum.ndim) if j != i)) for i in range(accum.ndim)]
+    return [accum.astype(like[0].dtype)]
+  return [jnp.max(accum, axis=tuple(j for j in range(accum.ndim) if j != i)).astype(a.dtype)
+          for i, a in enumerate(like)]
 
 
 class _ScaleBySM3(Transform):
@@ -75,14 +77,14 @@ class _ScaleBySM3(Transform):
     cover = jax.tree.map(_cover, updates, state.mu, is_leaf=_tree.is_none)
 
     def rule(g, nu, v, b1, b2, eps, stored):
-      accum = jnp.where(b2 == 1, 1, 1 - b2) * g * g + b2 * v
+      _, accum = stored(None, jnp.where(b2 == 1, 1, 1 - b2) * g * g + b2 * v)
       scaled = g * jnp.where(accum > 0, jax.lax.rsqrt(accum + eps), 0)
       nu, = stored(b1 * nu + (1 - b1) * scaled)
       return nu, nu, accum
 
     updates, nu, accum = _tree.leafwise(_NAME, rule, updates, state.nu, cover, scalars=hp,
                                         check_dtype=(True, False), stored=True)
-    mu = jax.tree.map(_new_accumulators, accum, is_leaf=_tree.is_none)
+    mu = jax.tree.map(_new_accumulators, accum, state.mu, is_leaf=_tree.is_none)
     return updates, {"mu": mu, "nu": nu}
 
 
