@@ -118,10 +118,11 @@ def _run_both(ours, theirs, steps=None, drop=()):
     params_a = params_b = cast({k: v for k, v in _params().items() if k not in drop}, jnp.float64)
     opt_a, opt_b = ours(), theirs()
     state_a, state_b = opt_a.init(params_a), opt_b.init(params_b)
+    update_a, update_b = jax.jit(opt_a.update), jax.jit(opt_b.update)
     for step, grads in enumerate(_stream()[:steps]):
       grads = cast({k: v for k, v in grads.items() if k not in drop}, jnp.float64)
-      updates_a, state_a = opt_a.update(grads, state_a, params_a)
-      updates_b, state_b = opt_b.update(grads, state_b, params_b)
+      updates_a, state_a = update_a(grads, state_a, params_a)
+      updates_b, state_b = update_b(grads, state_b, params_b)
       yield step, updates_a, updates_b
       params_a, params_b = gx.apply_updates(params_a, updates_a), optax.apply_updates(params_b, updates_b)
 
@@ -134,3 +135,146 @@ def test_reproduces_optax_in_float64(name):
     for leaf in jax.tree.leaves(updates_a):
       assert leaf.dtype == jnp.float64
     assert_trees_close(updates_a, updates_b, rtol=1e-9, atol=1e-13, what=f"{name} step {step}")
+
+
+def test_sm3_scalar_leaf_is_a_one_element_vector():
+  """optax raises on scalar leaves; gradxform's scalar accumulator equals optax on a (1,)-shaped leaf."""
+  stream = [{"s": g["s"]} for g in _stream()]
+  with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
+    opt_a, opt_b = gx.sm3(0.05, momentum=0.7), optax.sm3(0.05, momentum=0.7)
+    p_a, p_b = jnp.asarray(_params()["s"], jnp.float64), jnp.reshape(jnp.asarray(_params()["s"], jnp.float64), (1,))
+    s_a, s_b = opt_a.init({"s": p_a}), opt_b.init({"s": p_b})
+    for step, grads in enumerate(stream):
+      u_a, s_a = opt_a.update({"s": jnp.asarray(grads["s"])}, s_a, {"s": p_a})
+      u_b, s_b = opt_b.update({"s": jnp.reshape(jnp.asarray(grads["s"]), (1,))}, s_b, {"s": p_b})
+      assert u_a["s"].shape == ()
+      np.testing.assert_allclose(u_a["s"], u_b["s"][0], rtol=1e-9, atol=1e-13, err_msg=f"step {step}")
+      p_a, p_b = p_a + u_a["s"], p_b + u_b["s"]
+
+
+def test_noisy_sgd_is_a_pure_function_of_its_state():
+  params = {"w": jnp.ones((3, 4))}
+  grads = {"w": jnp.full((3, 4), 0.5)}
+  opt = gx.noisy_sgd(0.1, eta=0.3, seed=3)
+  state = opt.init(params)
+  first, state1 = opt.update(grads, state, params)
+  again, _ = opt.update(grads, state, params)          # same state: same noise
+  jitted, _ = jax.jit(opt.update)(grads, state, params)
+  second, _ = opt.update(grads, state1, params)        # next state: new noise
+  other, _ = gx.noisy_sgd(0.1, eta=0.3, seed=4).update(grads, gx.noisy_sgd(0.1, eta=0.3, seed=4).init(params),
+                                                        params)
+  np.testing.assert_array_equal(first["w"], again["w"])
+  np.testing.assert_allclose(first["w"], jitted["w"], rtol=1e-6)
+  assert not np.allclose(first["w"], second["w"])
+  assert not np.allclose(first["w"], other["w"])
+  noise = (np.asarray(first["w"]) + 0.1 * 0.5) / -0.1   # u = -lr (g + sigma xi), sigma^2 = eta at the first step
+  assert 0.1 < np.std(noise) < 2.0
+
+
+# construction errors name the optimizer, the transform and the hyperparameter
+BAD = [
+    (lambda: gx.lamb(0.1, b1=1.5), ["lamb", "scale_by_adam", "b1"]),
+    (lambda: gx.lars(0.1, trust_coefficient=0.0), ["lars", "scale_by_trust_ratio", "trust_coefficient"]),
+    (lambda: gx.lars(0.1, momentum=0.0, nesterov=True), ["lars", "nesterov", "momentum"]),
+    (lambda: gx.adabelief(0.1, eps_root=-1.0), ["adabelief", "scale_by_belief", "eps_root"]),
+    (lambda: gx.yogi(0.1, b2=1.0), ["yogi", "scale_by_yogi", "b2"]),
+    (lambda: gx.scale_by_yogi(initial_accumulator_value=-1.0), ["scale_by_yogi", "initial_accumulator_value"]),
+    (lambda: gx.adan(0.1, b3=1.2), ["adan", "scale_by_adan", "b3"]),
+    (lambda: gx.novograd(0.1, weight_decay=-1.0), ["novograd", "scale_by_novograd", "weight_decay"]),
+    (lambda: gx.sm3(0.1, momentum=1.0), ["sm3", "momentum"]),
+    (lambda: gx.scale_by_sm3(b2=1.5), ["scale_by_sm3", "b2"]),
+    (lambda: gx.signum(0.1, momentum=-0.5), ["signum", "momentum"]),
+    (lambda: gx.sign_sgd(-0.1), ["sign_sgd", "scale_by_learning_rate", "learning_rate"]),
+    (lambda: gx.fromage(-0.1), ["fromage", "learning_rate"]),
+    (lambda: gx.noisy_sgd(0.1, eta=-1.0), ["noisy_sgd", "add_noise", "eta"]),
+    (lambda: gx.optimistic_gradient_descent(-0.1), ["optimistic_gradient_descent", "learning_rate"]),
+    (lambda: gx.optimistic_adam(-0.1), ["optimistic_adam", "learning_rate"]),
+    (lambda: gx.scale_by_trust_ratio(min_norm=-1.0), ["scale_by_trust_ratio", "min_norm"]),
+    (lambda: gx.scale_by_param_block_norm(-1.0), ["scale_by_param_block_norm", "min_scale"]),
+    (lambda: gx.scale_by_param_block_rms(float("nan")), ["scale_by_param_block_rms", "min_scale"]),
+    (lambda: gx.normalize_by_update_norm(eps=-1.0), ["normalize_by_update_norm", "eps"]),
+    (lambda: gx.scale_by_distance_over_gradients(reps_rel=0.0), ["scale_by_distance_over_gradients", "reps_rel"]),
+]
+
+
+@pytest.mark.parametrize("make,words", BAD, ids=[" ".join(w) for _, w in BAD])
+def test_bad_hyperparameters_are_named(make, words):
+  with pytest.raises(ValueError) as error:
+    make()
+  message = str(error.value)
+  assert message.startswith(words[0] + ":"), message
+  for word in words:
+    assert word in message, message
+
+
+@pytest.mark.parametrize("make", [lambda: gx.lamb(0.1), gx.scale_by_trust_ratio, gx.scale_by_param_block_rms,
+                                  lambda: gx.fromage(0.1), lambda: gx.novograd(0.1, weight_decay=0.1)],
+                         ids=["lamb", "scale_by_trust_ratio", "scale_by_param_block_rms", "fromage", "novograd"])
+def test_params_are_required(make):
+  params = {"w": jnp.ones((2, 3))}
+  opt = make()
+  state = opt.init(params)
+  with pytest.raises(ValueError, match="params are required"):
+    opt.update(params, state)
+
+
+@pytest.mark.parametrize("make", [gx.sm3, gx.novograd, gx.adan, gx.optimistic_gradient_descent],
+                         ids=["sm3", "novograd", "adan", "optimistic_gradient_descent"])
+def test_wrong_update_tree_names_the_transform(make):
+  opt = make(0.1)
+  params = {"a": jnp.ones(3), "b": jnp.ones((2, 2))}
+  state = opt.init(params)
+  with pytest.raises(ValueError, match=r"scale_by_\w+: the update tree does not match.*missing leaves .*'b'"):
+    opt.update({"a": jnp.ones(3)}, state, params)
+
+
+RECOMPILE = {
+    "lamb": lambda lr: gx.lamb(lr, weight_decay=0.1),
+    "lars": lambda lr: gx.lars(lr, weight_decay=0.1),
+    "adan": lambda lr: gx.adan(lr, weight_decay=0.1),
+    "novograd": lambda lr: gx.novograd(lr, b2=lr),
+    "sm3": lambda lr: gx.sm3(lr, momentum=lr),
+    "fromage": gx.fromage,
+    "optimistic_adam": lambda lr: gx.optimistic_adam(lr, optimism=lr / 2),
+    "scale_by_distance_over_gradients": lambda lr: gx.scale_by_distance_over_gradients(global_scale=-lr),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECOMPILE))
+def test_changing_a_hyperparameter_does_not_recompile(name):
+  traces = []
+
+  @jax.jit
+  def step(opt, grads, state, params):
+    traces.append(1)
+    return opt.update(grads, state, params)
+
+  params = {"b": jnp.ones(3), "w": jnp.ones((2, 3))}
+  state = RECOMPILE[name](0.1).init(params)
+  seen = []
+  for lr in (0.1, 0.2, 0.3):
+    updates, state = step(RECOMPILE[name](lr), jax.tree.map(lambda p: 0.5 * p, params), state, params)
+    seen.append(updates["w"])
+  assert len(traces) == 1
+  assert not np.allclose(seen[1], seen[2])
+
+
+@pytest.mark.parametrize("name", ["lamb", "adan", "sm3", "fromage"])
+def test_vmap_over_learning_rates_equals_separate_runs(name):
+  make = RECOMPILE[name]
+  params = cast(_params(), jnp.float32)
+  stream = [cast(g, jnp.float32) for g in _stream()[:6]]
+
+  def train(lr):
+    opt = make(lr)
+    p, state = params, opt.init(params)
+    for grads in stream:
+      updates, state = opt.update(grads, state, p)
+      p = gx.apply_updates(p, updates)
+    return p
+
+  lrs = jnp.asarray([0.05, 0.2], jnp.float32)
+  together = jax.vmap(train)(lrs)
+  for i, lr in enumerate([0.05, 0.2]):
+    assert_trees_close(jax.tree.map(lambda x: x[i], together), train(lr), rtol=1e-5, atol=1e-6,
+                       what=f"{name} lr={lr}")

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import named
+from gradxform._core.hyperparams import check_hyperparameter, named
 from gradxform._transforms.accumulators import ema
 from gradxform._transforms.scaling import scale_by_learning_rate, scale_by_sign
 
@@ -49,4 +49,6 @@ def signum(learning_rate: Any, momentum: Any = 0.9, *, mu_dtype: Optional[Any] =
   References:
     Bernstein et al., 2018, Algorithm 3, https://arxiv.org/abs/1802.04434
   """
+  check_hyperparameter("signum", "momentum", momentum, low=0.0, high=1.0, high_open=True,
+                       hint="momentum is the decay of the averaged gradient; use a value in [0, 1) such as 0.9.")
   return chain(ema(momentum, debias=False, dtype=mu_dtype), scale_by_sign(), scale_by_learning_rate(learning_rate))

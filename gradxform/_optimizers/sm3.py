@@ -133,4 +133,6 @@ def sm3(learning_rate: Any, momentum: Any = 0.9) -> GradientTransformation:
   References:
     Anil et al., 2019, https://arxiv.org/abs/1901.11150
   """
+  check_hyperparameter("sm3", "momentum", momentum, low=0.0, high=1.0, high_open=True,
+                       hint="momentum is the decay of the averaged step; use a value in [0, 1) such as 0.9.")
   return chain(scale_by_sm3(momentum), scale_by_learning_rate(learning_rate))
