@@ -262,8 +262,8 @@ def test_changing_a_hyperparameter_does_not_recompile(name):
 @pytest.mark.parametrize("name", ["lamb", "adan", "sm3", "fromage"])
 def test_vmap_over_learning_rates_equals_separate_runs(name):
   make = RECOMPILE[name]
-  params = cast(_params(), jnp.float32)
-  stream = [cast(g, jnp.float32) for g in _stream()[:6]]
+  params = cast({k: v for k, v in _params().items() if k in "bw"}, jnp.float32)
+  stream = [cast({k: v for k, v in g.items() if k in "bw"}, jnp.float32) for g in _stream()[:3]]
 
   def train(lr):
     opt = make(lr)
@@ -274,7 +274,7 @@ def test_vmap_over_learning_rates_equals_separate_runs(name):
     return p
 
   lrs = jnp.asarray([0.05, 0.2], jnp.float32)
-  together = jax.vmap(train)(lrs)
-  for i, lr in enumerate([0.05, 0.2]):
-    assert_trees_close(jax.tree.map(lambda x: x[i], together), train(lr), rtol=1e-5, atol=1e-6,
-                       what=f"{name} lr={lr}")
+  together = jax.jit(jax.vmap(train))(lrs)
+  for i in range(len(lrs)):
+    assert_trees_close(jax.tree.map(lambda x: x[i], together), jax.jit(train)(lrs[i]), rtol=1e-5, atol=1e-6,
+                       what=f"{name} lr={lrs[i]}")
