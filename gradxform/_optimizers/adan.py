@@ -116,7 +116,9 @@ def adan(learning_rate: Any, b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps
          eps_root: Any = 1e-8, weight_decay: Any = 0.0,
          mask: Optional[Union[Any, Callable[[Any], Any]]] = None, *,
          legacy_optax: bool = False) -> GradientTransformation:
-  """Adan with optax's interface: ``chain(scale_by_adan(...), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(lr))``.
+  """Adan with optax's interface and defaults.
+
+  ``chain(scale_by_adan(...), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(lr))``.
 
   ``p ← p − η(u_t + λp)``: decoupled weight decay added to the direction, as
   optax (the paper divides by ``1 + λη`` instead; equal to first order).

@@ -77,7 +77,8 @@ def scale_by_distance_over_gradients(reps_rel: Any = 1e-6, eps: Any = 1e-8, para
 
   .. math::
 
-     \\bar r_t = \\max\\big(\\bar r_{t-1}, \\|p_t - p_0\\|\\big), \\quad \\bar r_0 = r_\\epsilon (1 + \\|p_0\\|), \\qquad
+     \\bar r_t = \\max\\big(\\bar r_{t-1}, \\|p_t - p_0\\|\\big), \\quad
+     \\bar r_0 = r_\\epsilon (1 + \\|p_0\\|), \\qquad
      G_t = G_{t-1} + \\|g_t\\|^2, \\qquad
      u_t = s\\, \\frac{\\bar r_t}{\\sqrt{G_t + \\epsilon}}\\, g_t
 

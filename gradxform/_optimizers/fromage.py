@@ -1,4 +1,4 @@
-"""Fromage (Bernstein et al. 2020): a step of relative size ``lr`` per layer, then a shrink that keeps norms from growing."""
+"""Fromage (Bernstein et al. 2020): a step of relative size ``lr`` per layer, then a shrink of the weights."""
 
 from __future__ import annotations
 

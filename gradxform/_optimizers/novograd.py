@@ -1,4 +1,4 @@
-"""NovoGrad (Ginsburg et al. 2019): layer-wise second moments (one number per leaf) and momentum on normalized gradients."""
+"""NovoGrad (Ginsburg et al. 2019): one second moment per layer, momentum on normalized gradients."""
 
 from __future__ import annotations
 
@@ -115,7 +115,9 @@ def scale_by_novograd(b1: Any = 0.9, b2: Any = 0.25, eps: Any = 1e-8, eps_root: 
 @named
 def novograd(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.25, eps: Any = 1e-6, eps_root: Any = 0.0,
              weight_decay: Any = 0.0) -> GradientTransformation:
-  """NovoGrad, as ``optax.novograd``: ``chain(scale_by_novograd(b1, b2, eps, eps_root, weight_decay), scale_by_learning_rate(lr))``.
+  """NovoGrad, as ``optax.novograd``.
+
+  ``chain(scale_by_novograd(b1, b2, eps, eps_root, weight_decay), scale_by_learning_rate(lr))``.
 
   torch.optim has no NovoGrad; names and defaults are optax's (``eps=1e-6``).
 

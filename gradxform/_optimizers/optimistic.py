@@ -1,4 +1,4 @@
-"""Optimistic gradient methods (Popov 1980; Daskalakis et al. 2018; Mokhtari et al. 2019): extrapolate from the last gradient."""
+"""Optimistic gradient methods (Daskalakis et al. 2018; Mokhtari et al. 2019): extrapolate from the last gradient."""
 
 from __future__ import annotations
 
@@ -24,18 +24,18 @@ _NAME = "scale_by_optimistic_gradient"
 
 
 def _reads_first(x: jax.Array, one: jax.Array) -> jax.Array:
-  """``x / one`` with ``one == 1`` at run time: ``x`` exactly, materialized before the state is overwritten.
+  """``x / one`` with ``one == 1`` at run time: ``x`` exactly, computed before the state is overwritten.
 
   A step that reads the previous gradient and stores the new one is two
   loops on XLA:CPU (no multi-output fusion): the update (fused into the
   parameter update) reads the old value, the new state overwrites it. Nothing
-  orders the two, so with donated state XLA copies the old value first. A
-  division is an "expensive" operation that XLA does not duplicate into its
-  consumers, so the quotient is computed once, by the only loop that reads the
-  old state; the new state is then written as a select that reads the
-  quotient (``first`` is never negative), hence after it, in place. The cost
-  is one division per value and the quotient's buffer, where the copy cost a
-  read and a write of the state (``tests/test_donation.py``).
+  orders the two, so with donated state XLA copies the old value first.
+  Written as this division, the value is computed once (XLA does not
+  recompute it inside the parameter update), by the only loop that reads the
+  old state; the new state is then a select that reads the quotient
+  (``first`` is never negative), hence written after it, in place. The cost
+  is one division per value, where the copy cost a read and a write of the
+  state. Observed with jax 0.10.2 on CPU and checked by ``tests/test_donation.py``.
   """
   return x / one
 

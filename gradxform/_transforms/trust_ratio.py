@@ -79,7 +79,7 @@ class _ScaleByTrustRatio(_BlockScale):
 
 def scale_by_trust_ratio(min_norm: Any = 0.0, trust_coefficient: Any = 1.0,
                          eps: Any = 0.0) -> GradientTransformation:
-  """Rescales each leaf by its trust ratio ``‖p‖ / ‖u‖`` (LARS, You et al. 2017), as ``optax.scale_by_trust_ratio``.
+  """Rescales each leaf by its trust ratio ``‖p‖ / ‖u‖`` (You et al. 2017), as ``optax.scale_by_trust_ratio``.
 
   .. math::
 
@@ -200,7 +200,10 @@ class _NormalizeByUpdateNorm(Transform):
 def normalize_by_update_norm(scale_factor: Any = 1.0, eps: Any = 1e-6) -> GradientTransformation:
   """Divides all updates by their joint norm, as ``optax.normalize_by_update_norm``.
 
-  .. math::  u = \\frac{s}{\\|g\\| + \\epsilon}\\, g, \\qquad \\|g\\| = \\sqrt{\\textstyle\\sum_{\\text{leaves}} \\sum_i g_i^2}
+  .. math::
+
+     u = \\frac{s}{\\|g\\| + \\epsilon}\\, g, \\qquad
+     \\|g\\| = \\sqrt{\\textstyle\\sum_{\\text{leaves}} \\sum_i g_i^2}
 
   The norm is over the whole tree (not per leaf), accumulated in at least
   float32. ``scale_factor=-lr`` makes it normalized gradient descent.
