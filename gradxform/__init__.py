@@ -66,6 +66,9 @@ from gradxform._transforms.trust_ratio import scale_by_param_block_rms as scale_
 from gradxform._transforms.trust_ratio import scale_by_trust_ratio as scale_by_trust_ratio
 
 # _optimizers/: named optimizers, one file per family (with their scale_by_* primitives)
+from gradxform._optimizers.adabelief import adabelief as adabelief
+from gradxform._optimizers.adabelief import scale_by_belief as scale_by_belief
+from gradxform._optimizers.adabelief import ScaleByBeliefState as ScaleByBeliefState
 from gradxform._optimizers.adadelta import adadelta as adadelta
 from gradxform._optimizers.adadelta import scale_by_adadelta as scale_by_adadelta
 from gradxform._optimizers.adadelta import ScaleByAdadeltaState as ScaleByAdadeltaState
@@ -80,6 +83,9 @@ from gradxform._optimizers.adamax import adamax as adamax
 from gradxform._optimizers.adamax import adamaxw as adamaxw
 from gradxform._optimizers.adamax import scale_by_adamax as scale_by_adamax
 from gradxform._optimizers.adamax import ScaleByAdamaxState as ScaleByAdamaxState
+from gradxform._optimizers.adan import adan as adan
+from gradxform._optimizers.adan import scale_by_adan as scale_by_adan
+from gradxform._optimizers.adan import ScaleByAdanState as ScaleByAdanState
 from gradxform._optimizers.ademamix import ademamix as ademamix
 from gradxform._optimizers.ademamix import scale_by_ademamix as scale_by_ademamix
 from gradxform._optimizers.ademamix import scale_by_simplified_ademamix as scale_by_simplified_ademamix
@@ -93,10 +99,15 @@ from gradxform._optimizers.asgd import asgd as asgd
 from gradxform._optimizers.asgd import asgd_averaged_params as asgd_averaged_params
 from gradxform._optimizers.asgd import scale_by_asgd as scale_by_asgd
 from gradxform._optimizers.asgd import ScaleByAsgdState as ScaleByAsgdState
+from gradxform._optimizers.dog import scale_by_distance_over_gradients as scale_by_distance_over_gradients
+from gradxform._optimizers.dog import ScaleByDistanceOverGradientsState as ScaleByDistanceOverGradientsState
 from gradxform._optimizers.dpsgd import dpsgd as dpsgd
+from gradxform._optimizers.fromage import fromage as fromage
+from gradxform._optimizers.lamb import lamb as lamb
 from gradxform._optimizers.laprop import laprop as laprop
 from gradxform._optimizers.laprop import scale_by_laprop as scale_by_laprop
 from gradxform._optimizers.laprop import ScaleByLapropState as ScaleByLapropState
+from gradxform._optimizers.lars import lars as lars
 from gradxform._optimizers.lion import lion as lion
 from gradxform._optimizers.lion import scale_by_lion as scale_by_lion
 from gradxform._optimizers.lion import ScaleByLionState as ScaleByLionState
@@ -107,6 +118,15 @@ from gradxform._optimizers.nadam import nadam as nadam
 from gradxform._optimizers.nadam import nadamw as nadamw
 from gradxform._optimizers.nadam import scale_by_nadam as scale_by_nadam
 from gradxform._optimizers.nadam import ScaleByNadamState as ScaleByNadamState
+from gradxform._optimizers.noisy_sgd import noisy_sgd as noisy_sgd
+from gradxform._optimizers.novograd import novograd as novograd
+from gradxform._optimizers.novograd import scale_by_novograd as scale_by_novograd
+from gradxform._optimizers.novograd import ScaleByNovogradState as ScaleByNovogradState
+from gradxform._optimizers.optimistic import optimistic_adam as optimistic_adam
+from gradxform._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
+from gradxform._optimizers.optimistic import optimistic_gradient_descent as optimistic_gradient_descent
+from gradxform._optimizers.optimistic import scale_by_optimistic_gradient as scale_by_optimistic_gradient
+from gradxform._optimizers.optimistic import ScaleByOptimisticGradientState as ScaleByOptimisticGradientState
 from gradxform._optimizers.radam import radam as radam
 from gradxform._optimizers.radam import scale_by_radam as scale_by_radam
 from gradxform._optimizers.radam import ScaleByRadamState as ScaleByRadamState
@@ -117,36 +137,14 @@ from gradxform._optimizers.rprop import rprop as rprop
 from gradxform._optimizers.rprop import scale_by_rprop as scale_by_rprop
 from gradxform._optimizers.rprop import ScaleByRpropState as ScaleByRpropState
 from gradxform._optimizers.sgd import sgd as sgd
-
-# _optimizers/: optax parity (optimizers torch.optim does not have)
-from gradxform._optimizers.adabelief import adabelief as adabelief
-from gradxform._optimizers.adabelief import scale_by_belief as scale_by_belief
-from gradxform._optimizers.adabelief import ScaleByBeliefState as ScaleByBeliefState
-from gradxform._optimizers.lamb import lamb as lamb
-from gradxform._optimizers.lars import lars as lars
-from gradxform._optimizers.yogi import scale_by_yogi as scale_by_yogi
-from gradxform._optimizers.yogi import ScaleByYogiState as ScaleByYogiState
-from gradxform._optimizers.yogi import yogi as yogi
-from gradxform._optimizers.adan import adan as adan
-from gradxform._optimizers.adan import scale_by_adan as scale_by_adan
-from gradxform._optimizers.adan import ScaleByAdanState as ScaleByAdanState
-from gradxform._optimizers.novograd import novograd as novograd
-from gradxform._optimizers.novograd import scale_by_novograd as scale_by_novograd
-from gradxform._optimizers.novograd import ScaleByNovogradState as ScaleByNovogradState
-from gradxform._optimizers.optimistic import optimistic_adam as optimistic_adam
-from gradxform._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
-from gradxform._optimizers.optimistic import optimistic_gradient_descent as optimistic_gradient_descent
-from gradxform._optimizers.optimistic import scale_by_optimistic_gradient as scale_by_optimistic_gradient
-from gradxform._optimizers.optimistic import ScaleByOptimisticGradientState as ScaleByOptimisticGradientState
 from gradxform._optimizers.sign_sgd import sign_sgd as sign_sgd
 from gradxform._optimizers.sign_sgd import signum as signum
-from gradxform._optimizers.dog import scale_by_distance_over_gradients as scale_by_distance_over_gradients
-from gradxform._optimizers.dog import ScaleByDistanceOverGradientsState as ScaleByDistanceOverGradientsState
-from gradxform._optimizers.fromage import fromage as fromage
-from gradxform._optimizers.noisy_sgd import noisy_sgd as noisy_sgd
 from gradxform._optimizers.sm3 import scale_by_sm3 as scale_by_sm3
 from gradxform._optimizers.sm3 import ScaleBySM3State as ScaleBySM3State
 from gradxform._optimizers.sm3 import sm3 as sm3
+from gradxform._optimizers.yogi import scale_by_yogi as scale_by_yogi
+from gradxform._optimizers.yogi import ScaleByYogiState as ScaleByYogiState
+from gradxform._optimizers.yogi import yogi as yogi
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate

@@ -78,10 +78,9 @@ PAIRS = {
     "scale_by_yogi": (lambda: gx.scale_by_yogi(0.8, 0.9, eps=0.1, eps_root=0.2, initial_accumulator_value=0.5),
                       lambda: optax.scale_by_yogi(0.8, 0.9, eps=0.1, eps_root=0.2, initial_accumulator_value=0.5)),
     # optax 0.2.8 weights Adan's gradient difference by 1 - b2 where the paper has b2 (optax PR 1715)
-    "adan": (lambda: gx.adan(0.05, b1=0.8, b2=0.7, b3=0.9, eps=0.3, eps_root=0.1, weight_decay=0.2,
-                             legacy_optax=True),
+    "adan": (lambda: gx.adan(0.05, b1=0.8, b2=0.7, b3=0.9, eps=0.3, eps_root=0.1, weight_decay=0.2),
              lambda: optax.adan(0.05, b1=0.8, b2=0.7, b3=0.9, eps=0.3, eps_root=0.1, weight_decay=0.2)),
-    "adan_defaults": (lambda: gx.adan(0.05, legacy_optax=True), lambda: optax.adan(0.05)),
+    "adan_defaults": (lambda: gx.adan(0.05), lambda: optax.adan(0.05)),
     "novograd": (lambda: gx.novograd(0.05, b1=0.8, b2=0.6, eps=0.3, eps_root=0.1, weight_decay=0.2),
                  lambda: optax.novograd(0.05, b1=0.8, b2=0.6, eps=0.3, eps_root=0.1, weight_decay=0.2)),
     "novograd_defaults": (lambda: gx.novograd(0.05), lambda: optax.novograd(0.05)),

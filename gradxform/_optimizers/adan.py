@@ -36,7 +36,7 @@ class _ScaleByAdan(Transform):
   b3: Any
   eps: Any
   eps_root: Any
-  legacy_optax: bool = static_field(default=False)
+  paper_weighting: bool = static_field(default=False)
   State = ScaleByAdanState
 
   def init_fields(self, params):
@@ -45,11 +45,11 @@ class _ScaleByAdan(Transform):
 
   def apply(self, updates, state, params, hp, **extra):
     t = step_number(state, hp, "b1")
-    legacy = self.legacy_optax
+    paper = self.paper_weighting
 
     def rule(g, m, v, n, prev, b1, b2, b3, eps, eps_root, first, one, c1, c2, c3, stored):
       diff = _reads_first(jnp.where(first > 0, jnp.zeros_like(g), g - prev), one)  # donated prev: no copy
-      w = 1 - b2 if legacy else b2  # the paper's 1 - β₂ (β₂ = 1 - b2); optax 0.2.8 uses 1 - b2
+      w = b2 if paper else 1 - b2  # optax 0.2.8 weighs by 1 - b2; the paper's 1 - β₂ is b2 (β₂ = 1 - b2)
       m, v = stored(b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * diff)
       m, v, n = stored(m, v, b3 * n + (1 - b3) * jnp.square(g + w * diff))
       u = (m / c1 + w * (v / c2)) / (jnp.sqrt(n / c3 + eps_root) + eps)
@@ -65,7 +65,7 @@ class _ScaleByAdan(Transform):
 
 
 def scale_by_adan(b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps: Any = 1e-8,
-                  eps_root: Any = 0.0, *, legacy_optax: bool = False) -> GradientTransformation:
+                  eps_root: Any = 0.0, *, paper_weighting: bool = False) -> GradientTransformation:
   """Adan's direction (Xie et al. 2022, Algorithm 1), as ``optax.scale_by_adan``.
 
   .. math::
@@ -74,18 +74,18 @@ def scale_by_adan(b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps: Any = 1e-
      m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t, \\quad
      v_t = \\beta_2 v_{t-1} + (1-\\beta_2) \\Delta_t,
 
-     n_t = \\beta_3 n_{t-1} + (1-\\beta_3) \\big(g_t + \\beta_2\\Delta_t\\big)^2, \\quad
-     u_t = \\frac{\\hat m_t + \\beta_2\\, \\hat v_t}{\\sqrt{\\hat n_t + \\epsilon_{root}} + \\epsilon}
+     n_t = \\beta_3 n_{t-1} + (1-\\beta_3) \\big(g_t + w\\Delta_t\\big)^2, \\quad
+     u_t = \\frac{\\hat m_t + w\\, \\hat v_t}{\\sqrt{\\hat n_t + \\epsilon_{root}} + \\epsilon}
 
   with ``x̂_t = x_t / (1-β^t)`` and all moments starting at 0 (as optax and
   the authors' code; the paper's box starts ``m`` and ``n`` at the first
   gradient). The ``β`` are decays (the weight of the past), as in Adam and
-  the authors' code: the paper's ``β₁ = 0.02`` is ``b1 = 0.98``, and its
-  ``(1-β₂)`` weight of the difference is ``b2`` here.
+  the authors' code: the paper's ``β₁ = 0.02`` is ``b1 = 0.98``.
 
-  optax 0.2.8 weights the difference by ``1 - b2`` instead (0.08 rather than
-  0.92 by default; optax PR 1715 fixes it), so it matches the paper only at
-  the first step. ``legacy_optax=True`` reproduces optax 0.2.8's numbers.
+  The weight ``w`` of the difference is ``1 - b2`` by default, as optax 0.2.8
+  computes it (gradxform's default is optax's where torch has no such
+  optimizer). The paper and the authors' code use ``w = b2`` (0.92 rather than
+  0.08 by default; optax PR 1715 changes optax to it): ``paper_weighting=True``.
 
   Args:
     b1: decay of the gradient average ``m`` in [0, 1).
@@ -93,7 +93,7 @@ def scale_by_adan(b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps: Any = 1e-
     b3: decay of the squared term ``n`` in [0, 1).
     eps: ``ε ≥ 0`` outside the root.
     eps_root: ``ε_root ≥ 0`` inside the root.
-    legacy_optax: weight the difference by ``1 - b2``, as optax 0.2.8.
+    paper_weighting: weight the difference by ``b2`` (the paper's) instead of ``1 - b2`` (optax 0.2.8's).
 
   Returns:
     A transform with state :class:`ScaleByAdanState` (four parameter copies).
@@ -108,14 +108,14 @@ def scale_by_adan(b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps: Any = 1e-
   for name, value in (("eps", eps), ("eps_root", eps_root)):
     check_hyperparameter("scale_by_adan", name, value, low=0.0,
                          hint=f"{name} keeps the denominator away from zero; it must be >= 0.")
-  return _ScaleByAdan(b1, b2, b3, eps, eps_root, legacy_optax=bool(legacy_optax))
+  return _ScaleByAdan(b1, b2, b3, eps, eps_root, paper_weighting=bool(paper_weighting))
 
 
 @named
 def adan(learning_rate: Any, b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps: Any = 1e-8,
          eps_root: Any = 1e-8, weight_decay: Any = 0.0,
          mask: Optional[Union[Any, Callable[[Any], Any]]] = None, *,
-         legacy_optax: bool = False) -> GradientTransformation:
+         paper_weighting: bool = False) -> GradientTransformation:
   """Adan with optax's interface and defaults.
 
   ``chain(scale_by_adan(...), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(lr))``.
@@ -123,14 +123,14 @@ def adan(learning_rate: Any, b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps
   ``p ← p − η(u_t + λp)``: decoupled weight decay added to the direction, as
   optax (the paper divides by ``1 + λη`` instead; equal to first order).
   torch.optim has no Adan; names and defaults are optax's (note
-  ``eps_root=1e-8`` here, 0 in :func:`scale_by_adan`). The direction is the
-  paper's; ``legacy_optax=True`` reproduces ``optax.adan`` 0.2.8 step for step
-  (see :func:`scale_by_adan`). (A literal 0 weight decay leaves that stage out.)
+  ``eps_root=1e-8`` here, 0 in :func:`scale_by_adan`). It reproduces
+  ``optax.adan`` 0.2.8 step for step; ``paper_weighting=True`` gives the
+  paper's weighting of the gradient difference (see :func:`scale_by_adan`). (A literal 0 weight decay leaves that stage out.)
 
   References:
     Xie et al., 2022, https://arxiv.org/abs/2208.06677
   """
-  stages = [scale_by_adan(b1, b2, b3, eps, eps_root, legacy_optax=legacy_optax)]
+  stages = [scale_by_adan(b1, b2, b3, eps, eps_root, paper_weighting=paper_weighting)]
   if not is_literal_zero(weight_decay):
     stages.append(add_decayed_weights(weight_decay, mask))
   stages.append(scale_by_learning_rate(learning_rate))
