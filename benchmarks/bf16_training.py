@@ -6,7 +6,8 @@ Trains the digits MLP of examples/digits_mlp.py with AdamW in four ways and repo
   (a) float32 parameters and moments (the master-weights baseline);
   (b) bfloat16 parameters and moments, round-to-nearest (``gx.apply_updates``);
   (c) bfloat16 parameters and moments, stochastic rounding (``gx.apply_updates(..., key=)``);
-  (d) bfloat16 parameters and moments, Kahan-compensated updates (``gx.kahan_summation``, a bf16 buffer).
+  (d) bfloat16 parameters and moments, Kahan-compensated updates (``gx.kahan_summation``, a bf16 buffer);
+  (e), (f) as (c), (d) with the second moment in float32.
 
 The forward pass computes in float32 in every variant, so the differences come from how the parameters
 and moments are stored and rounded, not from low-precision matmuls.
@@ -39,6 +40,10 @@ VARIANTS = {  # name: (params dtype, optimizer, stochastic rounding?)
     "(b) bf16 nearest": (jnp.bfloat16, lambda: gx.adamw(LR, weight_decay=WEIGHT_DECAY), False),
     "(c) bf16 stochastic": (jnp.bfloat16, lambda: gx.adamw(LR, weight_decay=WEIGHT_DECAY), True),
     "(d) bf16 Kahan": (jnp.bfloat16, lambda: gx.kahan_summation(gx.adamw(LR, weight_decay=WEIGHT_DECAY)), False),
+    # the second moment in bf16 is what costs (c) and (d): (1 - b2)·g² is below half its ulp at b2 = 0.999
+    "(e) (c), f32 nu": (jnp.bfloat16, lambda: gx.adamw(LR, weight_decay=WEIGHT_DECAY, nu_dtype=jnp.float32), True),
+    "(f) (d), f32 nu": (jnp.bfloat16, lambda: gx.kahan_summation(
+        gx.adamw(LR, weight_decay=WEIGHT_DECAY, nu_dtype=jnp.float32)), False),
 }
 
 

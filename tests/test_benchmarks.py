@@ -81,7 +81,8 @@ def test_donated_state_benchmark_quick():
 def test_bf16_training_benchmark_quick():
   out, _ = run_quick("bf16_training.py")
   rows = {line[:22].strip(): line[22:].split() for line in out.splitlines() if line.startswith("(")}
-  assert set(rows) == {"(a) float32 master", "(b) bf16 nearest", "(c) bf16 stochastic", "(d) bf16 Kahan"}, out
+  assert set(rows) == {"(a) float32 master", "(b) bf16 nearest", "(c) bf16 stochastic", "(d) bf16 Kahan",
+                       "(e) (c), f32 nu", "(f) (d), f32 nu"}, out
   loss = {name: float(cols[0]) for name, cols in rows.items()}
   share = {name: cols[-1] for name, cols in rows.items()}
   # round-to-nearest loses the small AdamW steps; stochastic rounding and Kahan keep them
