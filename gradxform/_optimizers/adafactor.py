@@ -158,6 +158,7 @@ class _ScaleByFactoredRms(Transform):
     dtype = _tree.compute_dtype(g.dtype)
     s = {k: jnp.asarray(x, dtype) for k, x in scalars.items()}
     eps = s["eps"] if "eps" in s else jnp.asarray(jnp.finfo(g.dtype).eps, dtype)  # torch: eps of the parameter's dtype
+    dtypes = [None if x is None else x.dtype for x in (row, col, v)]
     store = lambda new, old: new.astype(old.dtype).astype(dtype)  # the update reads the state as stored
     x = g.astype(dtype)
     g2 = x * x + s["eps_root"]
@@ -172,8 +173,7 @@ class _ScaleByFactoredRms(Transform):
       estimate = _safe_div(row * col, jnp.maximum(jnp.mean(row, axis=r, keepdims=True), eps))
       row_out, col_out, v_out = row, col, None
     u = _safe_div(x, jnp.maximum(jnp.sqrt(estimate), eps))
-    stored = [None if new is None else new.astype(old.dtype)
-              for new, old in ((row_out, row), (col_out, col), (v_out, v))]
+    stored = [None if new is None else new.astype(dt) for new, dt in zip((row_out, col_out, v_out), dtypes)]
     return (u.astype(g.dtype), *stored)
 
 
