@@ -134,7 +134,7 @@ def test_optax_defaults_factor_only_large_axes():
     got = _run_gx(opt, params, grads)
     state = opt.init(jax.tree.map(jnp.asarray, params))[0]
   _assert_close(got, expected, 1e-9, "optax defaults")
-  assert state.v_row["big"].shape == (130, 3, 1) and state.v_col["big"].shape == (1, 3, 129)
+  assert state.v_row["big"].shape == (1, 3, 129) and state.v_col["big"].shape == (130, 3, 1)  # columns: the largest axis
   assert state.v["small"].shape == (3, 200) and state.v_row["small"] is None
 
 
