@@ -268,3 +268,32 @@ def test_partition_and_masked_compose():
     np.testing.assert_array_equal(updates[k], alone[k])
   for k in ("vec", "scalar"):
     np.testing.assert_array_equal(updates[k], g32[k])  # outside the mask: passed through
+
+
+@pytest.fixture(scope="module")
+def sharding_results():
+  """tests/adafactor_sharding_checks.py on 8 simulated CPU devices, in its own process (about 25 s of CPU)."""
+  import json
+  import os
+  import pathlib
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+  result = subprocess.run([sys.executable, "-W", "error", str(root / "tests" / "adafactor_sharding_checks.py")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+  lines = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
+  assert result.returncode == 0 and lines, f"the checks did not finish:\n{result.stdout}\n{result.stderr}"
+  return json.loads(lines[-1][len("RESULTS "):])
+
+
+SHARDING_CHECKS = ["init_places_factored_statistics", "sharded_step_matches_one_device_without_gathers",
+                   "data_parallel_and_zero1_match_one_device"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHARDING_CHECKS)
+def test_sharding(sharding_results, name):
+  assert sorted(sharding_results) == sorted(SHARDING_CHECKS)
+  assert sharding_results[name] == "ok", f"{name} failed on 8 devices:\n{sharding_results[name]}"

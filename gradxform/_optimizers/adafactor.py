@@ -59,6 +59,24 @@ def _reduced_zeros(param: Any, axis: int, dtype: Any) -> jax.Array:
   return jnp.zeros_like(jnp.sum(param, axis=axis, keepdims=True), dtype=dtype)
 
 
+def _like_update(stat: jax.Array, g: jax.Array, axis: int) -> jax.Array:
+  """A statistic resharded like its update (``axis`` unsharded) when the mesh has ``Explicit`` axes.
+
+  With ZeRO-1 state (rows and columns both split over the data axis) the
+  product of the two has no valid sharding; here the small statistic is
+  gathered to the update's layout instead (``m`` or ``n`` numbers). On
+  ``Auto`` meshes XLA chooses, and with state laid out like the parameters
+  this is a no-op.
+  """
+  sharding = jax.typeof(g).sharding
+  if jax.sharding.AxisType.Explicit not in sharding.mesh.axis_types:
+    return stat
+  spec = (list(sharding.spec) + [None] * g.ndim)[:g.ndim]
+  spec[axis] = None
+  current = (list(jax.typeof(stat).sharding.spec) + [None] * g.ndim)[:g.ndim]
+  return stat if current == spec else jax.sharding.reshard(stat, NamedSharding(sharding.mesh, PartitionSpec(*spec)))
+
+
 def _safe_div(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   """``n / d``, and 0 where ``d == 0`` (broadcasting)."""
   zero = denominator == 0
@@ -170,8 +188,9 @@ class _ScaleByFactoredRms(Transform):
       r, c = axes
       row = store(s["beta"] * row.astype(dtype) + s["one_minus_beta"] * jnp.mean(g2, axis=c, keepdims=True), row)
       col = store(s["beta"] * col.astype(dtype) + s["one_minus_beta"] * jnp.mean(g2, axis=r, keepdims=True), col)
-      estimate = _safe_div(row * col, jnp.maximum(jnp.mean(row, axis=r, keepdims=True), eps))
       row_out, col_out, v_out = row, col, None
+      row, col = _like_update(row, x, c), _like_update(col, x, r)
+      estimate = _safe_div(row * col, jnp.maximum(jnp.mean(row, axis=r, keepdims=True), eps))
     u = _safe_div(x, jnp.maximum(jnp.sqrt(estimate), eps))
     stored = [None if new is None else new.astype(dt) for new, dt in zip((row_out, col_out, v_out), dtypes)]
     return (u.astype(g.dtype), *stored)
