@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from gradxform._core import tree as _tree
@@ -75,12 +76,6 @@ def _like_update(stat: jax.Array, g: jax.Array, axis: int) -> jax.Array:
   spec[axis] = None
   current = (list(jax.typeof(stat).sharding.spec) + [None] * g.ndim)[:g.ndim]
   return stat if current == spec else jax.sharding.reshard(stat, NamedSharding(sharding.mesh, PartitionSpec(*spec)))
-
-
-def _safe_div(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-  """``n / d``, and 0 where ``d == 0`` (broadcasting)."""
-  zero = denominator == 0
-  return jnp.where(zero, 0, numerator / jnp.where(zero, 1, denominator))
 
 
 class FactoredRmsState(NamedTuple):
@@ -183,15 +178,20 @@ class _ScaleByFactoredRms(Transform):
     axes = self.axes(g.shape)
     if axes is None:
       v = store(s["beta"] * v.astype(dtype) + s["one_minus_beta"] * g2, v)
-      estimate, row_out, col_out, v_out = v, None, None, v
+      scale, row_out, col_out, v_out = lax.rsqrt(v), None, None, v
     else:
       r, c = axes
       row = store(s["beta"] * row.astype(dtype) + s["one_minus_beta"] * jnp.mean(g2, axis=c, keepdims=True), row)
       col = store(s["beta"] * col.astype(dtype) + s["one_minus_beta"] * jnp.mean(g2, axis=r, keepdims=True), col)
       row_out, col_out, v_out = row, col, None
       row, col = _like_update(row, x, c), _like_update(col, x, r)
-      estimate = _safe_div(row * col, jnp.maximum(jnp.mean(row, axis=r, keepdims=True), eps))
-    u = _safe_div(x, jnp.maximum(jnp.sqrt(estimate), eps))
+      # 1/sqrt(R C / max(mean R, eps)) as a product of row and column factors: no root per element
+      mean = jnp.maximum(jnp.mean(row, axis=r, keepdims=True), eps)
+      mean = jnp.where(mean == 0, 1, mean)  # then R = 0 too: V = 0
+      scale = lax.rsqrt(row / mean) * lax.rsqrt(col)
+    # min(1/sqrt(V), 1/eps) = 1/max(sqrt(V), eps); an infinite scale (V = 0 with eps = 0) gives 0
+    scale = jnp.minimum(scale, 1 / eps)
+    u = x * jnp.where(scale == jnp.inf, 0, scale)
     stored = [None if new is None else new.astype(dt) for new, dt in zip((row_out, col_out, v_out), dtypes)]
     return (u.astype(g.dtype), *stored)
 
