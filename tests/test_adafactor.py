@@ -297,3 +297,14 @@ SHARDING_CHECKS = ["init_places_factored_statistics", "sharded_step_matches_one_
 def test_sharding(sharding_results, name):
   assert sorted(sharding_results) == sorted(SHARDING_CHECKS)
   assert sharding_results[name] == "ok", f"{name} failed on 8 devices:\n{sharding_results[name]}"
+
+
+@pytest.mark.slow
+def test_benchmark_quick():
+  """benchmarks/adafactor.py --quick runs, checks its optax row against optax.adafactor and prints every row."""
+  pytest.importorskip("optax")
+  from tests.test_benchmarks import run_quick
+  stdout, output = run_quick("adafactor.py")
+  for row in ("gx.adafactor (torch rule)", "gx.adafactor (optax variant)", "optax.adafactor", "gx.adam", "optax.adam"):
+    assert row in stdout, (row, output)
+  assert "max |gx optax variant - optax.adafactor|" in stdout and "WARNING" not in output, output
