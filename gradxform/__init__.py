@@ -47,6 +47,8 @@ from gradxform._transforms.hygiene import zero_nans as zero_nans
 from gradxform._transforms.hygiene import ZeroNansState as ZeroNansState
 from gradxform._transforms.scaling import scale as scale
 from gradxform._transforms.scaling import scale_by_learning_rate as scale_by_learning_rate
+from gradxform._transforms.scaling import scale_by_param_block_rms as scale_by_param_block_rms
+from gradxform._transforms.scaling import scale_by_relative_step as scale_by_relative_step
 from gradxform._transforms.scaling import scale_by_schedule as scale_by_schedule
 from gradxform._transforms.scaling import scale_by_sign as scale_by_sign
 from gradxform._transforms.scaling import ScaleState as ScaleState
@@ -54,10 +56,7 @@ from gradxform._transforms.scaling import ScaleState as ScaleState
 # _optimizers/: named optimizers, one file per family (with their scale_by_* primitives)
 from gradxform._optimizers.adafactor import adafactor as adafactor
 from gradxform._optimizers.adafactor import FactoredRmsState as FactoredRmsState
-from gradxform._optimizers.adafactor import ParamScaleState as ParamScaleState
 from gradxform._optimizers.adafactor import scale_by_factored_rms as scale_by_factored_rms
-from gradxform._optimizers.adafactor import scale_by_param_block_rms as scale_by_param_block_rms
-from gradxform._optimizers.adafactor import scale_by_relative_step as scale_by_relative_step
 from gradxform._optimizers.adadelta import adadelta
 from gradxform._optimizers.adadelta import scale_by_adadelta
 from gradxform._optimizers.adadelta import ScaleByAdadeltaState
