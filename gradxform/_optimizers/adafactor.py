@@ -236,6 +236,11 @@ def scale_by_factored_rms(
   ``beta2_decay=jnp.float32(-0.8)`` for its exact numbers (``β_t`` is computed
   in the dtype of ``beta2_decay``).
 
+  Sharded parameters: ``R`` is sharded like the rows, ``C`` like the columns
+  (``init`` places them so, and :func:`gradxform.state_shardings` gives the
+  same); a step needs an all-reduce of the row and column means over the
+  sharded axes (``m + n`` numbers per matrix), no all-gather.
+
   Args:
     beta2_decay: ``τ ≤ 0``; ``1 - β_t = (t - t₀)^τ`` (float, array or schedule).
     eps: ``ε ≥ 0``, the smallest root mean square (torch's ``eps1``); ``None``
