@@ -75,6 +75,20 @@ def _zero_spec(spec: PartitionSpec, shape: tuple, mesh: Mesh, axis: str) -> Part
   return _spec(entries)
 
 
+def _state_spec(param_shape: tuple, spec: PartitionSpec, shape: tuple) -> Optional[PartitionSpec]:
+  """The spec of a state leaf of the parameter's shape, or of that shape with some axes reduced to 1.
+
+  Reduced axes (Adafactor's factored row and column statistics) are unsharded;
+  the others keep the parameter's spec. ``None`` if the shapes do not fit.
+  """
+  if shape == param_shape:
+    return spec
+  if len(shape) != len(param_shape) or any(s not in (n, 1) for s, n in zip(shape, param_shape)):
+    return None
+  entries = _padded_spec(spec, len(shape))
+  return _spec([e if s == n else None for e, s, n in zip(entries, shape, param_shape)])
+
+
 def state_shardings(opt: Any, params: Any, mesh: Optional[Mesh] = None, *,
                     zero_axis: Optional[str] = None) -> Any:
   """The shardings of ``opt``'s state, derived from the parameters' shardings.
@@ -82,7 +96,9 @@ def state_shardings(opt: Any, params: Any, mesh: Optional[Mesh] = None, *,
   The state's structure comes from ``jax.eval_shape(opt.init, params)`` (no
   memory is allocated). A state leaf is *per-parameter* when its path ends
   with a parameter's path and it has that parameter's shape (``state[0].nu['w']``
-  for ``params['w']``); it gets the parameter's sharding. Everything else
+  for ``params['w']``); it gets the parameter's sharding. A leaf of that shape
+  with some axes reduced to 1 (factored statistics, ``v_row``/``v_col`` of
+  :func:`gradxform.scale_by_factored_rms`) gets it too, unsharded on those axes. Everything else
   (step counts, recorded hyperparameters, other scalars) is replicated.
 
   With ``zero_axis`` (ZeRO stage 1, Rajbhandari et al. 2020,
@@ -127,8 +143,8 @@ def state_shardings(opt: Any, params: Any, mesh: Optional[Mesh] = None, *,
     path, shape = tuple(path), tuple(leaf.shape)
     for start in range(len(path) + 1):  # the longest matching parameter path first
       match = by_path.get(path[start:])
-      if match is not None and match[0] == shape:
-        spec = match[1]
+      spec = None if match is None else _state_spec(match[0], match[1], shape)
+      if spec is not None:
         if zero_axis is not None:
           spec = _zero_spec(spec, shape, mesh, zero_axis)
         return NamedSharding(mesh, spec)

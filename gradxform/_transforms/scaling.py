@@ -1,4 +1,5 @@
-"""Scalings by a number: ``scale``, ``scale_by_learning_rate``, ``scale_by_schedule``, ``scale_by_sign``."""
+"""Scalings: by a number (``scale``, ``scale_by_learning_rate``, ``scale_by_schedule``), ``scale_by_sign``,
+by the parameters' scale (``scale_by_param_block_rms``) and the relative step cap (``scale_by_relative_step``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from gradxform._core.base import EmptyState, GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._core.module import static_field
 
-__all__ = ["scale", "scale_by_learning_rate", "scale_by_schedule", "scale_by_sign"]
+__all__ = ["scale", "scale_by_learning_rate", "scale_by_param_block_rms", "scale_by_relative_step", "scale_by_schedule",
+           "scale_by_sign"]
 
 
 class ScaleState(NamedTuple):
-  """State of :func:`scale` and :func:`scale_by_learning_rate`: only the count and the factor."""
+  """State of the scalings in this module: only the count and the hyperparameters."""
 
   count: jax.Array  # int32 scalar
   hyperparams: dict
@@ -125,3 +127,82 @@ def scale_by_sign() -> GradientTransformation:
     Problems", https://arxiv.org/abs/1802.04434
   """
   return _ScaleBySign()
+
+
+class _ScaleByParamBlockRms(Transform):
+  min_scale: Any
+  State = ScaleState
+
+  def apply(self, updates, state, params, hp, **extra):
+    name = "scale_by_param_block_rms"
+    _tree.require_params(name, params, "scale each update by its parameter's root mean square")
+
+    def rule(u, p, min_scale):
+      if p is None:
+        raise ValueError(f"{name}: an update has no parameter (params has None there). Pass the full "
+                         "parameter tree, or mask out that update as well.")
+      return u * jnp.maximum(min_scale, jnp.sqrt(jnp.mean(jnp.square(p)))), p
+
+    updates, _ = _tree.leafwise(name, rule, updates, params, scalars=hp, check_dtype=(False,))
+    return updates, {}
+
+
+def scale_by_param_block_rms(min_scale: Any = 1e-3) -> GradientTransformation:
+  """Scales each leaf by its parameter's root mean square: ``u = g · max(ε₂, rms(p))``.
+
+  Adafactor's relative step (Shazeer & Stern 2018, §8): a step is a fraction
+  of the parameter's scale, at least ``ε₂`` so that zero-initialized
+  parameters move. As ``optax.scale_by_param_block_rms`` and torch's
+  ``max(eps2, RMS(p))`` (computed from the parameters before this step's
+  weight decay). ``update`` requires ``params``.
+
+  Args:
+    min_scale: ``ε₂ ≥ 0`` (torch's ``eps[1]``, optax's ``min_scale``).
+
+  Returns:
+    A transform with state :class:`ScaleState`.
+
+  References:
+    Shazeer & Stern, 2018, https://arxiv.org/abs/1804.04235
+  """
+  check_hyperparameter("scale_by_param_block_rms", "min_scale", min_scale, low=0.0,
+                       hint="min_scale is the smallest parameter scale assumed; it must be >= 0, e.g. 1e-3.")
+  return _ScaleByParamBlockRms(min_scale)
+
+
+class _ScaleByRelativeStep(Transform):
+  learning_rate: Any
+  State = ScaleState
+
+  def apply(self, updates, state, params, hp, **extra):
+    t = (state.count + 1).astype(hp["learning_rate"].dtype)
+    # lr = 0 gives min(1, inf) = 1: the learning-rate stage after this one makes the step 0
+    factor = jnp.minimum(1, 1 / (hp["learning_rate"] * jnp.sqrt(t)))
+    updates, = _tree.leafwise("scale_by_relative_step", lambda g, factor: (g * factor,), updates,
+                              scalars={"factor": factor})
+    return updates, {}
+
+
+def scale_by_relative_step(learning_rate: Any) -> GradientTransformation:
+  """Caps the step size at ``1/√t``: ``u = g · min(1, 1 / (η √t))``.
+
+  Followed by :func:`scale_by_learning_rate` with the same ``η``, the step size
+  is ``min(η, 1/√t)``: the relative step size ``ρ_t`` of Shazeer & Stern
+  (2018), capped by the learning rate as ``torch.optim.Adafactor`` does. It is
+  written as a factor in front of the learning-rate stage so that decoupled
+  weight decay placed between the two is scaled by ``η`` (torch's
+  ``p ← p(1 - ηλ)``), not by ``ρ_t``.
+
+  Args:
+    learning_rate: ``η ≥ 0`` (float, array or schedule), the same value as the
+      learning-rate stage's.
+
+  Returns:
+    A transform with state :class:`ScaleState`.
+
+  References:
+    Shazeer & Stern, 2018, §8, https://arxiv.org/abs/1804.04235
+  """
+  check_hyperparameter("scale_by_relative_step", "learning_rate", learning_rate, low=0.0,
+                       hint="The learning rate must be non-negative (e.g. 1e-2).")
+  return _ScaleByRelativeStep(learning_rate)
