@@ -18,8 +18,8 @@ from gradxform._core.module import static_field
 from gradxform._transforms.accumulators import ema
 from gradxform._transforms.clipping import clip_by_block_rms
 from gradxform._transforms.decay import add_decayed_weights
-from gradxform._transforms.scaling import (scale, scale_by_learning_rate, scale_by_param_block_rms,
-                                           scale_by_relative_step)
+from gradxform._transforms.scaling import scale, scale_by_learning_rate, scale_by_relative_step
+from gradxform._transforms.trust_ratio import scale_by_param_block_rms
 
 __all__ = ["adafactor", "scale_by_factored_rms"]
 

@@ -13,7 +13,7 @@ from gradxform._core.base import EmptyState, GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._core.module import static_field
 
-__all__ = ["scale", "scale_by_learning_rate", "scale_by_param_block_rms", "scale_by_relative_step", "scale_by_schedule",
+__all__ = ["scale", "scale_by_learning_rate", "scale_by_relative_step", "scale_by_schedule",
            "scale_by_sign"]
 
 
@@ -127,47 +127,6 @@ def scale_by_sign() -> GradientTransformation:
     Problems", https://arxiv.org/abs/1802.04434
   """
   return _ScaleBySign()
-
-
-class _ScaleByParamBlockRms(Transform):
-  min_scale: Any
-  State = ScaleState
-
-  def apply(self, updates, state, params, hp, **extra):
-    name = "scale_by_param_block_rms"
-    _tree.require_params(name, params, "scale each update by its parameter's root mean square")
-
-    def rule(u, p, min_scale):
-      if p is None:
-        raise ValueError(f"{name}: an update has no parameter (params has None there). Pass the full "
-                         "parameter tree, or mask out that update as well.")
-      return u * jnp.maximum(min_scale, jnp.sqrt(jnp.mean(jnp.square(p)))), p
-
-    updates, _ = _tree.leafwise(name, rule, updates, params, scalars=hp, check_dtype=(False,))
-    return updates, {}
-
-
-def scale_by_param_block_rms(min_scale: Any = 1e-3) -> GradientTransformation:
-  """Scales each leaf by its parameter's root mean square: ``u = g · max(ε₂, rms(p))``.
-
-  Adafactor's relative step (Shazeer & Stern 2018, §8): a step is a fraction
-  of the parameter's scale, at least ``ε₂`` so that zero-initialized
-  parameters move. As ``optax.scale_by_param_block_rms`` and torch's
-  ``max(eps2, RMS(p))`` (computed from the parameters before this step's
-  weight decay). ``update`` requires ``params``.
-
-  Args:
-    min_scale: ``ε₂ ≥ 0`` (torch's ``eps[1]``, optax's ``min_scale``).
-
-  Returns:
-    A transform with state :class:`ScaleState`.
-
-  References:
-    Shazeer & Stern, 2018, https://arxiv.org/abs/1804.04235
-  """
-  check_hyperparameter("scale_by_param_block_rms", "min_scale", min_scale, low=0.0,
-                       hint="min_scale is the smallest parameter scale assumed; it must be >= 0, e.g. 1e-3.")
-  return _ScaleByParamBlockRms(min_scale)
 
 
 class _ScaleByRelativeStep(Transform):
