@@ -67,6 +67,11 @@ from gradxform._optimizers.adamax import ScaleByAdamaxState
 from gradxform._optimizers.lion import lion
 from gradxform._optimizers.lion import scale_by_lion
 from gradxform._optimizers.lion import ScaleByLionState
+from gradxform._optimizers.muon import muon as muon
+from gradxform._optimizers.muon import MuonDimensionNumbers as MuonDimensionNumbers
+from gradxform._optimizers.muon import newton_schulz as newton_schulz
+from gradxform._optimizers.muon import scale_by_muon as scale_by_muon
+from gradxform._optimizers.muon import ScaleByMuonState as ScaleByMuonState
 from gradxform._optimizers.nadam import nadam
 from gradxform._optimizers.nadam import scale_by_nadam
 from gradxform._optimizers.nadam import ScaleByNadamState
