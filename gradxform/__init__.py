@@ -45,6 +45,8 @@ from gradxform._transforms.hygiene import AddNoiseState as AddNoiseState
 from gradxform._transforms.hygiene import centralize as centralize
 from gradxform._transforms.hygiene import zero_nans as zero_nans
 from gradxform._transforms.hygiene import ZeroNansState as ZeroNansState
+from gradxform._transforms.orthogonalize import MuonDimensionNumbers as MuonDimensionNumbers
+from gradxform._transforms.orthogonalize import newton_schulz as newton_schulz
 from gradxform._transforms.scaling import scale as scale
 from gradxform._transforms.scaling import scale_by_learning_rate as scale_by_learning_rate
 from gradxform._transforms.scaling import scale_by_schedule as scale_by_schedule
@@ -68,8 +70,6 @@ from gradxform._optimizers.lion import lion
 from gradxform._optimizers.lion import scale_by_lion
 from gradxform._optimizers.lion import ScaleByLionState
 from gradxform._optimizers.muon import muon as muon
-from gradxform._optimizers.muon import MuonDimensionNumbers as MuonDimensionNumbers
-from gradxform._optimizers.muon import newton_schulz as newton_schulz
 from gradxform._optimizers.muon import scale_by_muon as scale_by_muon
 from gradxform._optimizers.muon import ScaleByMuonState as ScaleByMuonState
 from gradxform._optimizers.nadam import nadam

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
@@ -19,140 +19,15 @@ from gradxform._optimizers.adam import scale_by_adam
 from gradxform._optimizers.rmsprop import _ScaleByRms
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.groups import partition, path_str
+from gradxform._transforms.orthogonalize import _axes, _default_dims, _freeze_dims, _orthogonalize, _user_dims
 from gradxform._transforms.scaling import scale_by_learning_rate
 
-__all__ = ["MuonDimensionNumbers", "muon", "newton_schulz", "scale_by_muon"]
+__all__ = ["muon", "scale_by_muon"]
 
 _NAME = "scale_by_muon"
 _ADJUST_LR = ("original", "match_rms_adamw", None)
 _EPS_MODES = ("clamp", "add")
 EMBEDDING_PATHS = r"(?i)(embed|wte|wpe|lm_head|unembed)"
-
-
-class MuonDimensionNumbers(NamedTuple):
-  """Which axes of a leaf are the matrix's rows (``fan_in``) and columns (``fan_out``); the others are batch.
-
-  A leaf ``x`` is read as ``x @ W = y``: ``reduction_axis`` is summed over
-  (fan_in), ``output_axis`` is kept (fan_out), every other axis is a batch axis
-  whose matrices are orthogonalized independently (``jax.vmap``). A Flax
-  ``Dense`` kernel ``(in, out)`` is ``(0, 1)``; stacked layers ``(L, in, out)``
-  are ``(1, 2)``; a Flax conv kernel ``(h, w, in, out)`` flattened as Keller
-  Jordan's Muon does (torch's ``weight.view(out, -1)``) is ``((0, 1, 2), 3)``.
-  Same names and meaning as ``optax.contrib.MuonDimensionNumbers``.
-  """
-
-  reduction_axis: Union[int, Sequence[int]] = 0
-  output_axis: Union[int, Sequence[int]] = 1
-
-
-def _default_dims(leaf: Any) -> Optional[MuonDimensionNumbers]:
-  """The default rule: the last two axes are ``(fan_in, fan_out)``, leading axes are batch; <2-D: none."""
-  ndim = jnp.ndim(leaf)
-  return None if ndim < 2 else MuonDimensionNumbers(ndim - 2, ndim - 1)
-
-
-def _user_dims(spec: Any, path: str, leaf: Any, fallback: Callable = _default_dims):
-  """Dimension numbers for one leaf from ``spec`` (None, MuonDimensionNumbers, fn(path, leaf), or rules)."""
-  if spec is None:
-    return fallback(leaf)
-  if isinstance(spec, MuonDimensionNumbers):
-    return spec if jnp.ndim(leaf) >= 2 else fallback(leaf)
-  if callable(spec):
-    return spec(path, leaf)
-  for pattern, dims in spec:
-    if re.search(pattern, path):
-      return dims
-  return fallback(leaf)
-
-
-def _freeze_dims(spec: Any) -> Any:
-  """Rules become a tuple of pairs (hashable static field); other forms stay as they are."""
-  if spec is None or callable(spec) or isinstance(spec, MuonDimensionNumbers):
-    return spec
-  try:
-    rules = tuple((str(pattern), dims) for pattern, dims in spec)
-  except (TypeError, ValueError):
-    raise TypeError(
-        f"{_NAME}: dimension_numbers must be None, a MuonDimensionNumbers, a function fn(path, leaf) "
-        "-> MuonDimensionNumbers | None, or a list of (regex, MuonDimensionNumbers | None) rules; got "
-        f"{type(spec).__name__}.") from None
-  for _, dims in rules:
-    if dims is not None and not isinstance(dims, MuonDimensionNumbers):
-      raise TypeError(f"{_NAME}: each rule maps a regex to a MuonDimensionNumbers or None, got {dims!r}.")
-  return rules
-
-
-def _axes(where: str, dims: MuonDimensionNumbers, shape: tuple) -> tuple[tuple, tuple, tuple]:
-  """(batch, reduction, output) axes, checked against the leaf's shape."""
-  ndim = len(shape)
-  as_tuple = lambda a: (a,) if isinstance(a, int) else tuple(a)
-  red, out = as_tuple(dims.reduction_axis), as_tuple(dims.output_axis)
-  if not red or not out or any(not -ndim <= a < ndim for a in red + out):
-    raise ValueError(f"{_NAME}: the parameter at {where} of shape {shape} does not fit {dims}. Give "
-                     "non-empty reduction and output axes within the leaf's dimensions.")
-  red, out = tuple(a % ndim for a in red), tuple(a % ndim for a in out)
-  if set(red) & set(out) or len(set(red)) < len(red) or len(set(out)) < len(out):
-    raise ValueError(f"{_NAME}: for the parameter at {where} of shape {shape}, {dims} names an axis twice; "
-                     "reduction and output axes must be distinct.")
-  batch = tuple(a for a in range(ndim) if a not in red + out)
-  return batch, red, out
-
-
-def newton_schulz(x: jax.Array, coefficients: Sequence[tuple], eps: Any, eps_mode: str = "clamp",
-                  dtype: Optional[Any] = None) -> jax.Array:
-  """Approximately orthogonalizes the matrix ``x`` (``U S Vᵀ -> U S' Vᵀ``, ``S' ≈ 1``) by quintic Newton-Schulz.
-
-  .. math::
-
-     X_0 = G / \\max(\\|G\\|_F, \\epsilon), \\qquad
-     A_k = X_k X_k^\\top, \\quad X_{k+1} = a_k X_k + (b_k A_k + c_k A_k^2) X_k
-
-  computed on the orientation with fewer rows (``x`` is transposed when it has
-  more rows than columns, as torch). ``coefficients`` is one ``(a, b, c)`` per
-  iteration. ``eps_mode="add"`` divides by ``‖G‖_F + ε`` instead (optax).
-  The iterates are stored in ``dtype`` (default: ``x``'s); products and sums
-  accumulate in at least float32. ``dtype=jnp.bfloat16`` is torch.optim.Muon's
-  precision.
-  """
-  dtype = jnp.dtype(dtype or x.dtype)
-  acc = _tree.compute_dtype(dtype)
-  out_dtype = x.dtype
-  transpose = x.shape[0] > x.shape[1]
-  x = (x.T if transpose else x).astype(dtype)
-
-  def mm(a, b, contract_b=0):  # a @ b (or a @ b.T when contract_b=1), accumulated in `acc`
-    return lax.dot_general(a, b, (((1,), (contract_b,)), ((), ())), preferred_element_type=acc)
-
-  norm = jnp.sqrt(jnp.sum(jnp.square(x.astype(acc)))).astype(dtype).astype(acc)
-  eps = jnp.asarray(eps, acc)
-  denominator = jnp.maximum(norm, eps) if eps_mode == "clamp" else norm + eps
-  x = (x.astype(acc) / denominator).astype(dtype)
-  for a, b, c in coefficients:
-    gram = mm(x, x, contract_b=1).astype(dtype)
-    poly = (b * gram.astype(acc) + c * mm(gram, gram)).astype(dtype)
-    x = (a * x.astype(acc) + mm(poly, x)).astype(dtype)
-  return (x.T if transpose else x).astype(out_dtype)
-
-
-def _orthogonalize(g: jax.Array, axes: tuple, coefficients, eps, eps_mode, dtype) -> jax.Array:
-  """Newton-Schulz on every matrix of ``g``: batch axes vmapped, reduction/output axes flattened."""
-  batch, red, out = axes
-  order = batch + red + out
-  sizes = lambda ax: tuple(g.shape[a] for a in ax)
-  matrices = jnp.transpose(g, order).reshape(math.prod(sizes(batch)), math.prod(sizes(red)),
-                                             math.prod(sizes(out)))
-  ns = lambda m: newton_schulz(m, coefficients, eps, eps_mode, dtype)
-  result = jax.vmap(ns)(matrices).reshape(sizes(batch) + sizes(red) + sizes(out))
-  return jnp.transpose(result, tuple(order.index(a) for a in range(g.ndim)))
-
-
-def _lr_factor(adjust_lr: Optional[str], fan_in: int, fan_out: int) -> float:
-  """torch's shape adjustment with ``(A, B) = (fan_out, fan_in)`` (consistent_rms applied separately)."""
-  if adjust_lr == "original":
-    return math.sqrt(max(1.0, fan_out / fan_in))
-  if adjust_lr == "match_rms_adamw":
-    return math.sqrt(max(fan_in, fan_out))
-  return 1.0
 
 
 class ScaleByMuonState(NamedTuple):
@@ -220,12 +95,12 @@ class _ScaleByMuon(Transform):
       u = _orthogonalize(direction, axes, self.coefficients, eps, self.eps_mode, self.ns_dtype)
       if self.adaptive:
         u = jnp.sum(direction * u) * u
-      fan_in = math.prod(g.shape[a] for a in axes[1])
-      fan_out = math.prod(g.shape[a] for a in axes[2])
-      factor = _lr_factor(self.adjust_lr, fan_in, fan_out)
-      if self.adjust_lr == "match_rms_adamw":
-        factor = factor * consistent_rms
-      return u * factor, mu
+      fan_in, fan_out = (math.prod(g.shape[a] for a in ax) for ax in axes[1:])  # torch's (B, A)
+      if self.adjust_lr == "original":
+        u = u * math.sqrt(max(1.0, fan_out / fan_in))
+      elif self.adjust_lr == "match_rms_adamw":
+        u = u * (math.sqrt(max(fan_in, fan_out)) * consistent_rms)
+      return u, mu
 
     updates, mu = _tree.leafwise(self.name, rule, updates, state.mu, scalars={**hp, "c1": c1, "c2": c2},
                                  check_dtype=(self.mu_dtype is None,), stored=True)
@@ -331,29 +206,16 @@ def scale_by_muon(
       dimension_numbers=_freeze_dims(dimension_numbers))
 
 
+@dataclasses.dataclass(frozen=True)
 class _MuonLabels:
-  """``fn(path, leaf) -> "muon" | "adam"`` for :func:`muon`'s partition (hashable: a static field)."""
+  """``fn(path, leaf) -> "muon" | "adam"`` for :func:`muon`'s partition (frozen: hashable, a static field)."""
 
-  def __init__(self, dimension_numbers: Any, adam_paths: Optional[str]) -> None:
-    self.dimension_numbers, self.adam_paths = dimension_numbers, adam_paths
-
-  def fallback(self, path: str, leaf: Any) -> Optional[MuonDimensionNumbers]:
-    if self.adam_paths is not None and re.search(self.adam_paths, path):
-      return None
-    return _default_dims(leaf)
+  dimension_numbers: Any
+  adam_paths: Optional[str]
 
   def __call__(self, path: str, leaf: Any) -> str:
-    dims = _user_dims(self.dimension_numbers, path, leaf, lambda x: self.fallback(path, x))
-    return "adam" if dims is None else "muon"
-
-  def _key(self):
-    return (self.dimension_numbers, self.adam_paths)
-
-  def __eq__(self, other):
-    return isinstance(other, _MuonLabels) and self._key() == other._key()
-
-  def __hash__(self):
-    return hash(self._key())
+    by_path = lambda x: None if self.adam_paths and re.search(self.adam_paths, path) else _default_dims(x)
+    return "adam" if _user_dims(self.dimension_numbers, path, leaf, by_path) is None else "muon"
 
 
 @named
@@ -409,6 +271,16 @@ def muon(
   with ``adjust_lr="match_rms_adamw", consistent_rms=c`` for its
   ``consistent_rms=c`` and ``adaptive=True`` for its ``adaptive``; its
   ``preconditioning`` other than 'frobenius' is not offered.
+
+  **Sharding.** The state (``mu``, AdamW's moments) is created with each
+  parameter's sharding. Newton-Schulz runs on the sharded matrix as XLA
+  partitions it, nothing is gathered: for a matrix split along one axis (its
+  longer side after the transpose), ``X Xᵀ`` is a local product plus one
+  all-reduce of the small ``m×m`` Gram matrix (``m = min(fan_in, fan_out)``),
+  once for the norm and once per iteration (1 + ``ns_steps`` all-reduces of
+  ``m²`` values per step), and the other products are local. A matrix split
+  along both axes of a 2-D mesh also needs all-gathers (counted in
+  ``tests/sharding_checks_muon.py``).
 
   Args:
     learning_rate: ``η`` of the Muon leaves.
