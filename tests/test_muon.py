@@ -48,18 +48,23 @@ def torch_ns_float64(monkeypatch):
 
 
 MATRICES = {"a": (6, 4), "b": (3, 7), "c": (5, 5)}  # JAX layout (fan_in, fan_out)
+OTHERS = {"bias": (4,), "lm_head": (5, 3)}           # to AdamW: a vector, and a matrix by its path
 
 
 @pytest.mark.parametrize("adjust_lr,nesterov", [("original", True), ("match_rms_adamw", False)])
-def test_matches_torch_muon_float64(torch_ns_float64, adjust_lr, nesterov):
+def test_matches_torch_muon_and_adamw_float64(torch_ns_float64, adjust_lr, nesterov):
+  """gx.muon = torch.optim.Muon on the transposed matrices + torch.optim.AdamW on the other leaves."""
   torch = torch_ns_float64
-  stream = _stream(MATRICES)
+  shapes = {**MATRICES, **OTHERS}
+  stream = _stream(shapes)
   rng = np.random.default_rng(1)
-  params = {k: rng.normal(size=s) for k, s in MATRICES.items()}
+  params = {k: rng.normal(size=s) for k, s in shapes.items()}
   hyper = dict(momentum=0.8, nesterov=nesterov, weight_decay=0.05, ns_coefficients=(3.0, -3.2, 1.2),
                ns_steps=4, eps=1e-3)
+  adam = dict(lr=0.01, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.02)
   with jax.enable_x64(True):
-    opt = gx.muon(0.03, **hyper, adjust_lr=adjust_lr)
+    opt = gx.muon(0.03, **hyper, adjust_lr=adjust_lr, adam_learning_rate=adam["lr"], adam_b1=0.8, adam_b2=0.9,
+                  adam_eps=adam["eps"], adam_weight_decay=adam["weight_decay"])
     p = helpers.cast(params, jnp.float64)
     state = opt.init(p)
     step = jax.jit(opt.update)
@@ -68,14 +73,18 @@ def test_matches_torch_muon_float64(torch_ns_float64, adjust_lr, nesterov):
       updates, state = step(helpers.cast(grads, jnp.float64), state, p)
       p = gx.apply_updates(p, updates)
       history.append(p)
-  weights = {k: torch.tensor(v.T.copy(), dtype=torch.float64, requires_grad=True) for k, v in params.items()}
-  torch_opt = torch.optim.Muon(list(weights.values()), lr=0.03, adjust_lr_fn=adjust_lr, **hyper)
+  as_torch = lambda k, v: torch.tensor((v.T if k in MATRICES else v).copy(), dtype=torch.float64)
+  weights = {k: as_torch(k, v).requires_grad_() for k, v in params.items()}
+  torch_muon = torch.optim.Muon([weights[k] for k in MATRICES], lr=0.03, adjust_lr_fn=adjust_lr, **hyper)
+  torch_adamw = torch.optim.AdamW([weights[k] for k in OTHERS], **adam)
   for t, grads in enumerate(stream):
     for k, w in weights.items():
-      w.grad = torch.tensor(grads[k].T.copy(), dtype=torch.float64)
-    torch_opt.step()
+      w.grad = as_torch(k, grads[k])
+    torch_muon.step()
+    torch_adamw.step()
     for k, w in weights.items():
-      err = _rel_err(history[t][k], w.detach().numpy().T)
+      expected = w.detach().numpy().T if k in MATRICES else w.detach().numpy()
+      err = _rel_err(history[t][k], expected)
       assert err <= 1e-9, f"step {t}, leaf {k}: relative error {err:.2e}"
 
 
@@ -261,3 +270,28 @@ def test_bfloat16_params_with_float32_momentum_and_eval_shape():
   updates, state = jax.jit(opt.update)(grads, state, params)
   assert updates["w"].dtype == jnp.bfloat16 and updates["b"].dtype == jnp.bfloat16
   assert bool(jnp.all(jnp.isfinite(updates["w"].astype(jnp.float32))))
+
+
+def test_orbax_resume_is_bit_identical(tmp_path):
+  ocp = pytest.importorskip("orbax.checkpoint")
+  rng = np.random.default_rng(7)
+  params = {"w": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32), "b": jnp.zeros(4)}
+  stream = [helpers.cast(g, jnp.float32) for g in _stream({"w": (6, 4), "b": (4,)}, steps=6)]
+  opt = gx.muon(0.02, mu_dtype=jnp.float32)
+  step = jax.jit(lambda p, s, g: (lambda u, s: (gx.apply_updates(p, u), s))(*opt.update(g, s, p)))
+
+  def run(p, s, grads):
+    for g in grads:
+      p, s = step(p, s, g)
+    return p, s
+
+  straight = run(params, opt.init(params), stream)
+  half = run(params, opt.init(params), stream[:3])
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(tmp_path / "step3", {"params": half[0], "opt_state": half[1]})
+  checkpointer.wait_until_finished()
+  abstract = {"params": jax.eval_shape(lambda: params), "opt_state": jax.eval_shape(opt.init, params)}
+  restored = checkpointer.restore(tmp_path / "step3", abstract)
+  resumed = run(restored["params"], restored["opt_state"], stream[3:])
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
