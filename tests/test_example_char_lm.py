@@ -12,6 +12,7 @@ pytest.importorskip("matplotlib")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # two populations and two timed runs of a transformer: ~25 CPU-seconds
 def test_char_lm_quick(tmp_path):
   env = dict(os.environ, MPLBACKEND="Agg")
   env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
