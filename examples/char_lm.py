@@ -38,7 +38,7 @@ import gradxform as gx  # noqa: E402
 OPTIMIZERS = {
     "adamw": (lambda lr, tuned: gx.adamw(lr, weight_decay=0.0), np.logspace(-3.0, -1.5, 4)),
     "muon": (lambda lr, tuned: gx.muon(lr, weight_decay=0.0, adam_learning_rate=tuned["adamw"]),
-             np.logspace(-2.0, -0.5, 4)),
+             np.logspace(-2.5, -1.0, 4)),
 }
 for _name, _grid in (("adafactor", np.logspace(-3.0, -1.0, 4)), ("shampoo", np.logspace(-3.0, -1.0, 4)),
                      ("soap", np.logspace(-3.0, -1.5, 4))):
@@ -190,6 +190,7 @@ def main():
     tuned[name] = float(rates[best])
     timed, seconds = timed_run(factory(tuned[name], tuned), params, batches, val, loss, args.eval_every)
     results[name] = dict(rates=rates, finals=curves[-1], curve=curves[:, best], timed=timed, seconds=seconds)
+    print(f"{name}: best lr {tuned[name]:.3g} of {len(rates)}, validation loss {curves[-1, best]:.3f}", flush=True)
 
   steps = np.arange(0, args.steps + 1, args.eval_every)[:len(next(iter(results.values()))["curve"])]
   steps[-1] = args.steps
