@@ -261,7 +261,8 @@ def muon(
   embeddings and the output head, ``embed|wte|wpe|lm_head|unembed``) and all
   leaves of fewer than 2 dimensions (biases, norm scales, scalars) go to
   AdamW; the others get Muon, >2-D leaves as a batch of matrices over their
-  last two axes (stacked layers). For a Flax conv kernel ``(h, w, in, out)``
+  last two axes (stacked layers). (A single MuonDimensionNumbers applies to
+  every leaf of ≥ 2 dims, embeddings included.) For a Flax conv kernel ``(h, w, in, out)``
   give ``[(r"conv", MuonDimensionNumbers((0, 1, 2), 3))]``. The split is in
   the state: ``state.inner_states["muon"]`` and ``["adam"]`` hold ``None`` for
   the other group's leaves.
