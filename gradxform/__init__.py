@@ -48,14 +48,14 @@ from gradxform._transforms.hygiene import AddNoiseState as AddNoiseState
 from gradxform._transforms.hygiene import centralize as centralize
 from gradxform._transforms.hygiene import zero_nans as zero_nans
 from gradxform._transforms.hygiene import ZeroNansState as ZeroNansState
+from gradxform._transforms.orthogonalize import MuonDimensionNumbers as MuonDimensionNumbers
+from gradxform._transforms.orthogonalize import newton_schulz as newton_schulz
 from gradxform._transforms.plateau import reduce_on_plateau as reduce_on_plateau
 from gradxform._transforms.plateau import ReduceOnPlateauState as ReduceOnPlateauState
 from gradxform._transforms.privacy import differentially_private_aggregate as differentially_private_aggregate
 from gradxform._transforms.privacy import DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState
 from gradxform._transforms.privacy import per_example_global_norm_clip as per_example_global_norm_clip
 from gradxform._transforms.privacy import per_example_layer_norm_clip as per_example_layer_norm_clip
-from gradxform._transforms.orthogonalize import MuonDimensionNumbers as MuonDimensionNumbers
-from gradxform._transforms.orthogonalize import newton_schulz as newton_schulz
 from gradxform._transforms.scaling import scale as scale
 from gradxform._transforms.scaling import scale_by_learning_rate as scale_by_learning_rate
 from gradxform._transforms.scaling import scale_by_relative_step as scale_by_relative_step
@@ -120,6 +120,9 @@ from gradxform._optimizers.lion import ScaleByLionState as ScaleByLionState
 from gradxform._optimizers.mars import mars as mars
 from gradxform._optimizers.mars import scale_by_mars as scale_by_mars
 from gradxform._optimizers.mars import ScaleByMarsState as ScaleByMarsState
+from gradxform._optimizers.muon import muon as muon
+from gradxform._optimizers.muon import scale_by_muon as scale_by_muon
+from gradxform._optimizers.muon import ScaleByMuonState as ScaleByMuonState
 from gradxform._optimizers.nadam import nadam as nadam
 from gradxform._optimizers.nadam import nadamw as nadamw
 from gradxform._optimizers.nadam import scale_by_nadam as scale_by_nadam
@@ -151,34 +154,6 @@ from gradxform._optimizers.sm3 import sm3 as sm3
 from gradxform._optimizers.yogi import scale_by_yogi as scale_by_yogi
 from gradxform._optimizers.yogi import ScaleByYogiState as ScaleByYogiState
 from gradxform._optimizers.yogi import yogi as yogi
-from gradxform._optimizers.adadelta import adadelta
-from gradxform._optimizers.adadelta import scale_by_adadelta
-from gradxform._optimizers.adadelta import ScaleByAdadeltaState
-from gradxform._optimizers.adagrad import adagrad
-from gradxform._optimizers.adagrad import scale_by_adagrad
-from gradxform._optimizers.adagrad import ScaleByAdagradState
-from gradxform._optimizers.adam import adam
-from gradxform._optimizers.adam import adamw
-from gradxform._optimizers.adam import scale_by_adam
-from gradxform._optimizers.adamax import adamax
-from gradxform._optimizers.adamax import scale_by_adamax
-from gradxform._optimizers.adamax import ScaleByAdamaxState
-from gradxform._optimizers.lion import lion
-from gradxform._optimizers.lion import scale_by_lion
-from gradxform._optimizers.lion import ScaleByLionState
-from gradxform._optimizers.muon import muon as muon
-from gradxform._optimizers.muon import scale_by_muon as scale_by_muon
-from gradxform._optimizers.muon import ScaleByMuonState as ScaleByMuonState
-from gradxform._optimizers.nadam import nadam
-from gradxform._optimizers.nadam import scale_by_nadam
-from gradxform._optimizers.nadam import ScaleByNadamState
-from gradxform._optimizers.radam import radam
-from gradxform._optimizers.radam import scale_by_radam
-from gradxform._optimizers.radam import ScaleByRadamState
-from gradxform._optimizers.rmsprop import rmsprop
-from gradxform._optimizers.rmsprop import scale_by_rms
-from gradxform._optimizers.rmsprop import ScaleByRmsState
-from gradxform._optimizers.sgd import sgd
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate
