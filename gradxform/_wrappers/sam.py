@@ -80,9 +80,14 @@ class SamState(NamedTuple):
 
 
 def _select(condition: jax.Array, if_true: Any, if_false: Any) -> Any:
-  """Per leaf ``if_true`` where ``condition`` else ``if_false``, in ``if_false``'s dtype (a select, so a
-  NaN on the branch not taken does not leak, unlike optax's ``c·a + (1 − c)·b``)."""
+  """Per leaf ``if_true`` where the scalar ``condition`` holds, else ``if_false`` (in its dtype)."""
   return jax.tree.map(lambda a, b: jnp.where(condition, a, b).astype(jnp.result_type(b)), if_true, if_false)
+
+
+def _like(grads: Any, updates: Any) -> Any:
+  """``updates`` in the gradients' dtypes (both branches of a step return the same types)."""
+  return jax.tree.map(lambda u, g: None if u is None else jnp.asarray(u).astype(jnp.result_type(g)), updates, grads,
+                      is_leaf=_tree.is_none)
 
 
 class _Sam(Transform):
@@ -113,22 +118,25 @@ class _Sam(Transform):
     # The outer parameters: the current ones after a descent step, else those cached then.
     outer = _select(first, params, state.cache)
 
-    adv_updates, adv_state = self.adv_optimizer.update(grads, state.adv_state, params, **extra)
-    ascent = jax.tree.map(jnp.negative, adv_updates)  # the adversary descends on -L
+    def ascend():  # the adversary descends on -L; the outer optimizer waits
+      adv_updates, adv_state = self.adv_optimizer.update(grads, state.adv_state, params, **extra)
+      return _like(grads, jax.tree.map(jnp.negative, adv_updates)), state.opt_state, adv_state
 
-    opt_updates, opt_state = self.optimizer.update(grads, state.opt_state, outer, **extra)
+    def descend():  # from the outer parameters, with the gradient at the perturbed ones
+      opt_updates, opt_state = self.optimizer.update(grads, state.opt_state, outer, **extra)
 
-    def descent(c, p, u):  # moves the parameters from p to c + u
-      dtype = _tree.wider(jnp.result_type(c), jnp.result_type(p), jnp.result_type(u))
-      return ((c.astype(dtype) - p.astype(dtype)) + u.astype(dtype)).astype(jnp.result_type(u))
+      def back(c, p, u):  # moves the parameters from p to c + u
+        dtype = _tree.wider(jnp.result_type(c), jnp.result_type(p), jnp.result_type(u))
+        return (c.astype(dtype) - p.astype(dtype)) + u.astype(dtype)
 
-    back = jax.tree.map(descent, outer, params, opt_updates)
-    updates = _select(last, back, ascent)
+      adv_state = self.adv_optimizer.init(params) if self.reset_state else state.adv_state
+      return _like(grads, jax.tree.map(back, outer, params, opt_updates)), opt_state, adv_state
 
-    kept = self.adv_optimizer.init(params) if self.reset_state else state.adv_state
+    # A branch, not a blend of both (optax's c·a + (1 − c)·b): only one optimizer runs per step, and a
+    # NaN on the branch not taken (optax's normalize of a zero gradient) does not leak.
+    updates, opt_state, adv_state = jax.lax.cond(last, descend, ascend)
     return updates, {"steps_since_sync": ((state.steps_since_sync + 1) % self.sync_period).astype(jnp.int32),
-                     "opt_state": _select(last, opt_state, state.opt_state),
-                     "adv_state": _select(last, kept, adv_state), "cache": outer}
+                     "opt_state": opt_state, "adv_state": adv_state, "cache": outer}
 
   def _opaque(self, grads, state, params, grad_fn, extra):
     if grad_fn is None or not callable(grad_fn):
@@ -174,10 +182,10 @@ def sam(optimizer: Any, adv_optimizer: Any, sync_period: int = 2, reset_state: b
 
   Reproduces ``optax.contrib.sam`` (both modes) step for step, with two differences where optax's output is
   not usable: with ``sync_period=1`` optax moves the parameters back to those of the previous step at every
-  update, while this is plain ``optimizer``; and it selects between the two branches instead of blending
-  them arithmetically, so a NaN in the branch not taken (e.g. optax's ``normalize`` of a zero gradient) does
-  not leak. Both optimizers are called at every update in the default mode (as in optax), so a step costs
-  both; extra arguments of ``update`` reach both.
+  update, while this is plain ``optimizer``; and it branches (``lax.cond``) instead of computing both steps
+  and blending them arithmetically, so each update runs one of the two optimizers and a NaN in the branch
+  not taken (e.g. optax's ``normalize`` of a zero gradient) does not leak (under ``vmap`` both run). Extra
+  arguments of ``update`` reach both optimizers.
 
   Args:
     optimizer: the outer optimizer, e.g. ``gx.sgd(0.1, momentum=0.9)`` (gradxform or optax).
