@@ -171,6 +171,9 @@ from gradxform._wrappers.kahan import kahan_summation as kahan_summation
 from gradxform._wrappers.kahan import KahanSummationState as KahanSummationState
 from gradxform._wrappers.monitor import monitor as monitor
 from gradxform._wrappers.monitor import MonitorState as MonitorState
+from gradxform._wrappers.sam import normalize as normalize
+from gradxform._wrappers.sam import sam as sam
+from gradxform._wrappers.sam import SamState as SamState
 from gradxform._wrappers.schedule_free import schedule_free as schedule_free
 from gradxform._wrappers.schedule_free import schedule_free_adamw as schedule_free_adamw
 from gradxform._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params

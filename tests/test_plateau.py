@@ -79,3 +79,14 @@ def test_missing_value_says_how_to_pass_it():
   opt = gx.reduce_on_plateau()
   with pytest.raises(ValueError, match="value=loss"):
     opt.update({"w": jnp.ones(1)}, opt.init({"w": jnp.ones(1)}))
+
+
+def test_diagnostics_report_the_scale():
+  opt = gx.chain(gx.sgd(0.1), gx.reduce_on_plateau(factor=0.5, patience=0))
+  params = {"w": jnp.ones(2)}
+  state = opt.init(params)
+  for loss in (1.0, 2.0, 3.0):
+    _, state = opt.update({"w": jnp.ones(2)}, state, params, value=loss)
+  found = gx.diagnostics(state)
+  assert float(found["1/plateau_scale"]) == 0.25 and float(found["1/plateau_best"]) == 1.0
+  assert int(found["1/plateau_num_bad_steps"]) == 0

@@ -103,3 +103,13 @@ def test_bad_arguments(make, message):
 def test_swa_params_needs_one_swa_state():
   with pytest.raises(ValueError, match="gx.swa"):
     gx.swa_params(gx.sgd(0.1).init({"p": jnp.ones(2)}))
+
+
+def test_diagnostics_report_the_number_averaged():
+  opt = gx.swa(gx.sgd(0.1), start_step=2, update_every=2)
+  params = {"w": jnp.ones(2)}
+  state = opt.init(params)
+  for _ in range(7):  # averaged after updates 2, 4 and 6 (0-based)
+    updates, state = opt.update({"w": jnp.ones(2)}, state, params)
+    params = gx.apply_updates(params, updates)
+  assert int(gx.diagnostics(state)["n_averaged"]) == 3

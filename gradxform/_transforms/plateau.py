@@ -33,6 +33,10 @@ class ReduceOnPlateauState(NamedTuple):
   num_bad_steps: jax.Array
   cooldown_counter: jax.Array
 
+  def diagnostics(self) -> dict:
+    """``plateau_scale`` (the learning-rate scale), ``plateau_best`` and ``plateau_num_bad_steps``."""
+    return {"plateau_scale": self.scale, "plateau_best": self.best, "plateau_num_bad_steps": self.num_bad_steps}
+
 
 class _ReduceOnPlateau(Transform):
   complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim

@@ -33,6 +33,10 @@ class SwaState(NamedTuple):
   n_averaged: jax.Array
   inner_state: Any
 
+  def diagnostics(self) -> dict:
+    """``n_averaged``, the number of parameter sets in the average, for :func:`gradxform.diagnostics`."""
+    return {"n_averaged": self.n_averaged}
+
 
 class _Swa(Transform):
   inner: GradientTransformation
