@@ -6,6 +6,7 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
@@ -55,7 +56,9 @@ class _ScaleByCocob(Transform):
     def rule(g, big_l, big_g, reward, theta, x0, x, alpha, eps, stored):
       big_l = jnp.maximum(big_l, jnp.abs(g))
       big_g = big_g + jnp.abs(g)
-      reward = jnp.maximum(reward - g * (x - x0), 0)
+      # materialized in a loop of its own (rem(r, inf) = r for finite r >= 0): the update then reads the new
+      # reward instead of recomputing it from the old one, so a donated step updates every buffer in place
+      reward = lax.rem(jnp.maximum(reward - g * (x - x0), 0), jnp.full_like(reward, jnp.inf))
       theta = theta - g
       big_l, big_g, reward, theta = stored(big_l, big_g, reward, theta)
       new_x = x0 + theta / (big_l * jnp.maximum(big_g + big_l, alpha * big_l)) * (big_l + reward)

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
@@ -70,14 +71,20 @@ class _ScaleByDadaptAdamw(Transform):
     # <g_t, s_{t-1} / (sqrt(v_{t-1}) + eps)>, from the previous state
     numerator_acum = vdot(updates, jax.tree.map(weighted, state.grad_sum, state.exp_avg_sq), dtype)
 
-    def rule(g, m, v, s, p, dlr, b1, b2, sb2, eps, weight_decay, stored):
-      m, v, s = stored(b1 * m + (1 - b1) * dlr * g, b2 * v + (1 - b2) * g * g, sb2 * s + (1 - sb2) * dlr * g)
+    def rule(g, m, v, s, p, dlr, b1, b2, sb2, eps, weight_decay, after, stored):
+      # A donated step updates v and s in place: "+ after" adds 0 * numerator_acum (exactly zero) so that the
+      # loops overwriting them run after the reduction that reads their old values, and rem(x, inf) = x (finite
+      # x) materializes each in a loop of its own, so that no later loop recomputes it from the old value.
+      inf = jnp.full_like(g, jnp.inf)
+      m, v, s = stored(b1 * m + (1 - b1) * dlr * g, lax.rem(b2 * v + (1 - b2) * g * g + after, inf),
+                       lax.rem(sb2 * s + (1 - sb2) * dlr * g + after, inf))
       return m / (jnp.sqrt(v) + eps) + weight_decay * dlr * p, m, v, s, p
 
     updates, m, v, s, _ = _tree.leafwise(
         name, rule, updates, state.exp_avg, state.exp_avg_sq, state.grad_sum, params,
         check_dtype=(True, True, True, False), stored=True,
-        scalars={"dlr": dlr, "b1": b1, "b2": b2, "sb2": sb2, "eps": hp["eps"], "weight_decay": hp["weight_decay"]})
+        scalars={"dlr": dlr, "b1": b1, "b2": b2, "sb2": sb2, "eps": hp["eps"], "weight_decay": hp["weight_decay"],
+                 "after": 0 * numerator_acum})
     numerator = sb2 * state.numerator_weighted + (1 - sb2) * dlr * numerator_acum
     denominator = (1 - sb2) * l1_norm(s, dtype)
     # optax's estimate is 0/0 = NaN while every gradient so far was zero; d then stays as it was
@@ -95,13 +102,13 @@ def scale_by_dadapt_adamw(learning_rate: Any = 1.0, b1: Any = 0.9, b2: Any = 0.9
 
   .. math::
 
-     r_t = \beta r_{t-1} + (1-\beta)\, \hat d_t
-           \Big\langle g_t, \frac{s_{t-1}}{\sqrt{v_{t-1}} + \epsilon} \Big\rangle, \\
-     m_t = \beta_1 m_{t-1} + (1-\beta_1) \hat d_t g_t, \quad
-     v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad
-     s_t = \beta s_{t-1} + (1-\beta) \hat d_t g_t, \\
-     d_{t+1} = \max\Big(d_t, \frac{r_t}{(1-\beta)\|s_t\|_1}\Big), \quad
-     u_t = \frac{m_t}{\sqrt{v_t} + \epsilon} + \lambda \hat d_t x_t
+     r_t = \\beta r_{t-1} + (1-\\beta)\\, \\hat d_t
+           \\Big\\langle g_t, \\frac{s_{t-1}}{\\sqrt{v_{t-1}} + \\epsilon} \\Big\\rangle, \\\\
+     m_t = \\beta_1 m_{t-1} + (1-\\beta_1) \\hat d_t g_t, \\quad
+     v_t = \\beta_2 v_{t-1} + (1-\\beta_2) g_t^2, \\quad
+     s_t = \\beta s_{t-1} + (1-\\beta) \\hat d_t g_t, \\\\
+     d_{t+1} = \\max\\Big(d_t, \\frac{r_t}{(1-\\beta)\\|s_t\\|_1}\\Big), \\quad
+     u_t = \\frac{m_t}{\\sqrt{v_t} + \\epsilon} + \\lambda \\hat d_t x_t
 
   The step sizes are accumulated inside ``m``, so the learning rate is an
   argument here, not a separate stage: follow with
