@@ -36,6 +36,10 @@ class ScaleByDadaptAdamwState(NamedTuple):
   d: jax.Array
   numerator_weighted: jax.Array
 
+  def diagnostics(self) -> dict:
+    """``d``: the estimated step size (for :func:`gradxform.diagnostics`)."""
+    return {"d": self.d}
+
 
 class _ScaleByDadaptAdamw(Transform):
   learning_rate: Any

@@ -58,6 +58,10 @@ class ScaleByDogState(NamedTuple):
   sum_sq_norm_grads: jax.Array
   step_size: jax.Array
 
+  def diagnostics(self) -> dict:
+    """``max_dist`` (DoG's distance ``r̄_t``) and ``step_size`` (``η_t``), for :func:`gradxform.diagnostics`."""
+    return {"max_dist": self.max_dist, "step_size": self.step_size}
+
 
 class _ScaleByDog(Transform):
   init_step_value: Any
@@ -167,6 +171,10 @@ class ScaleByDowgState(NamedTuple):
   estim_sq_dist: jax.Array
   weighted_sq_norm_grads: jax.Array
   step_size: jax.Array
+
+  def diagnostics(self) -> dict:
+    """``estim_sq_dist`` (``r̄_t²``) and ``step_size`` (``η_t``), for :func:`gradxform.diagnostics`."""
+    return {"estim_sq_dist": self.estim_sq_dist, "step_size": self.step_size}
 
 
 class _ScaleByDowg(Transform):

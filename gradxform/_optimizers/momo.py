@@ -76,6 +76,10 @@ class ScaleByMomoState(NamedTuple):
   lb: jax.Array
   step_size: jax.Array
 
+  def diagnostics(self) -> dict:
+    """``step_size`` (``τ_t``) and ``lb`` (the loss's lower bound), for :func:`gradxform.diagnostics`."""
+    return {"step_size": self.step_size, "lb": self.lb}
+
 
 class _ScaleByMomo(Transform):
   learning_rate: Any
@@ -183,6 +187,10 @@ class ScaleByMomoAdamState(NamedTuple):
   gamma: jax.Array
   lb: jax.Array
   step_size: jax.Array
+
+  def diagnostics(self) -> dict:
+    """``step_size`` (``τ_t``) and ``lb`` (the loss's lower bound), for :func:`gradxform.diagnostics`."""
+    return {"step_size": self.step_size, "lb": self.lb}
 
 
 class _ScaleByMomoAdam(Transform):

@@ -56,6 +56,10 @@ class ScaleByProdigyState(NamedTuple):
   d: jax.Array
   numerator_weighted: jax.Array
 
+  def diagnostics(self) -> dict:
+    """``d``: the estimated step size (for :func:`gradxform.diagnostics`)."""
+    return {"d": self.d}
+
 
 class _ScaleByProdigy(Transform):
   learning_rate: Any

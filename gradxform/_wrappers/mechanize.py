@@ -39,6 +39,10 @@ class MechanicState(NamedTuple):
   s: jax.Array
   x0: Any
 
+  def diagnostics(self) -> dict:
+    """``step_size``: the learned scale ``Σ s_i``, for :func:`gradxform.diagnostics`."""
+    return {"step_size": jnp.sum(self.s)}
+
 
 class _Mechanize(Transform):
   inner: GradientTransformation
