@@ -115,6 +115,22 @@ def _run(opt, stream):
   return seen, params, state
 
 
+# name -> (gradxform's estimate in its state, optax's, the gx.diagnostics key that reports it)
+_ESTIMATES = {
+    "prodigy": (lambda s: s[0].d, lambda s: s.estim_lr, "0/d"),
+    "dadapt_adamw": (lambda s: s[0].d, lambda s: s.estim_lr, "0/d"),
+    "dog_distance": (lambda s: s[-2].max_dist, lambda s: s[1].max_dist, "1/max_dist"),
+    "dowg": (lambda s: s[-2].estim_sq_dist, lambda s: s[1].estim_sq_dist, "1/estim_sq_dist"),
+    "mechanize_adam": (lambda s: s.s, lambda s: s.s, "step_size"),
+    "momo_adapt_lower_bound": (lambda s: s[0].lb, lambda s: s.lb, "0/lb"),
+}
+
+
+def reported_value(estimate):
+  """What gx.diagnostics reports for an estimate: Mechanic's is the sum of its scales."""
+  return jnp.sum(estimate)
+
+
 def _rel_close(got, expected, what):
   for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
     g, e = np.asarray(g, np.float64), np.asarray(e, np.float64)
@@ -132,52 +148,35 @@ def test_matches_optax_contrib_float64(name):
   stream = _stream()
   assert not any(np.any(x) for x in jax.tree.leaves(stream[3]))
   with jax.enable_x64(True):
-    got, got_params, _ = _run(make(), stream)
+    got, got_params, state = _run(make(), stream)
   # optax mixes int32 counts with float64 values: it needs standard dtype promotion (the suite's is strict)
   with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
-    expected, expected_params, _ = _run(make_optax(), stream)
+    expected, expected_params, optax_state = _run(make_optax(), stream)
   assert any(float(np.max(np.abs(x))) > 0 for x in jax.tree.leaves(got[-1])), f"{name}: the last step is zero"
   for step, (g, e) in enumerate(zip(got, expected)):
     _rel_close(g, e, f"{name} step {step}")
   _rel_close(got_params, expected_params, f"{name} params")
-
-
-# gradxform state field -> optax state field holding the same estimate (the documented step size)
-_ESTIMATES = [
-    ("prodigy", lambda s: s[0].d, lambda s: s.estim_lr),
-    ("dadapt_adamw", lambda s: s[0].d, lambda s: s.estim_lr),
-    ("dog_distance", lambda s: s[-2].max_dist, lambda s: s[1].max_dist),
-    ("dowg", lambda s: s[-2].estim_sq_dist, lambda s: s[1].estim_sq_dist),
-    ("mechanize_adam", lambda s: s.s, lambda s: s.s),
-    ("momo_adapt_lower_bound", lambda s: s[0].lb, lambda s: s.lb),
-]
-
-
-@pytest.mark.parametrize("name,mine,theirs", _ESTIMATES, ids=[n for n, _, _ in _ESTIMATES])
-def test_estimated_step_size_is_in_the_state(name, mine, theirs):
-  make, make_optax = _optax_table()[name]
-  stream = _stream(steps=12)
-  with jax.enable_x64(True):
-    _, _, state = _run(make(), stream)
-    diagnostics = gx.diagnostics(state)
-  with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
-    _, _, optax_state = _run(make_optax(), stream)
-  _rel_close(mine(state), theirs(optax_state), name)
-  assert any(np.array_equal(np.asarray(v), np.asarray(mine(state)).sum() if name.startswith("mechanize")
-                            else np.asarray(mine(state))) for v in diagnostics.values()), diagnostics
+  if name in _ESTIMATES:  # the estimated step size is a documented state field, and gx.diagnostics reports it
+    mine, theirs, reported = _ESTIMATES[name]
+    _rel_close(mine(state), theirs(optax_state), f"{name} estimate")
+    with jax.enable_x64(True):
+      _rel_close(gx.diagnostics(state)[reported], reported_value(mine(state)), f"{name} diagnostics")
 
 
 def test_estimates_grow_from_their_initial_under_estimates():
-  """On a quadratic, Prodigy's d and DoG's distance grow by orders of magnitude from d_0 = 1e-6 / r_ε."""
+  """On a quadratic, Prodigy's and D-Adaptation's d and DoG's distance grow by orders of magnitude from d_0 / r_ε."""
   loss = lambda p: 0.5 * jnp.sum((p["w"] - 3.0) ** 2)
   params = {"w": jnp.ones(4)}
   for opt, read in [(gx.prodigy(), lambda s: s[0].d), (gx.dog(), lambda s: s[0].max_dist),
                     (gx.dadapt_adamw(), lambda s: s[0].d)]:
-    p, state = params, opt.init(params)
-    first = float(read(state))
-    for _ in range(200):
+    def body(carry, _, opt=opt):
+      p, state = carry
       updates, state = opt.update(jax.grad(loss)(p), state, p)
-      p = gx.apply_updates(p, updates)
+      return (gx.apply_updates(p, updates), state), None
+
+    state = opt.init(params)
+    first = float(read(state))
+    (p, state), _ = jax.jit(lambda c: jax.lax.scan(body, c, length=200))((params, state))
     assert float(read(state)) > 1e3 * first, (opt, first, float(read(state)))
     assert float(loss(p)) < 1e-3 * float(loss(params))
 
@@ -291,7 +290,7 @@ def test_new_hyperparameter_values_do_not_recompile(name, make):
 @pytest.mark.parametrize("make", [gx.prodigy, gx.dog, lambda lr: gx.mechanize(gx.sgd(lr))],
                          ids=["prodigy", "dog", "mechanize"])
 def test_vmap_over_learning_rate_equals_separate_runs(make):
-  params, stream = cast(_params(), jnp.float32), [cast(g, jnp.float32) for g in _stream(steps=4)]
+  params, stream = cast(_params(), jnp.float32), [cast(g, jnp.float32) for g in _stream(steps=3)]
 
   def train(lr):
     opt = make(lr)
