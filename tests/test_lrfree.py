@@ -304,3 +304,22 @@ def test_vmap_over_learning_rate_equals_separate_runs(make):
   together, alone = jax.jit(jax.vmap(train))(lrs), jax.jit(train)
   for i, lr in enumerate(lrs):
     assert_trees_close(jax.tree.map(lambda x: x[i], together), alone(lr), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("make", [gx.momo, lambda: gx.momo_adam(1.0)], ids=["momo", "momo_adam"])
+@pytest.mark.parametrize("problem", ["quadratic", "ravine"])
+def test_momo_reaches_the_minimum_with_the_loss_value(make, problem):
+  """MoMo needs ``value=``, which the catalogue's convergence test does not pass: its convergence is checked here."""
+  from tests.problems import PROBLEMS
+  loss, start, minimizer = PROBLEMS[problem]
+  opt = make()
+
+  def body(carry, _):
+    x, state = carry
+    value, grad = jax.value_and_grad(loss)(x)
+    updates, state = opt.update(grad, state, x, value=value)
+    return (gx.apply_updates(x, updates), state), None
+
+  x = jnp.asarray(start, jnp.float32)
+  (x, _), _ = jax.jit(lambda c: jax.lax.scan(body, c, length=1000))((x, opt.init(x)))
+  assert np.linalg.norm(np.asarray(x) - minimizer) < 1e-5, (problem, x)
