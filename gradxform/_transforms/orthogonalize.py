@@ -106,6 +106,10 @@ def newton_schulz(x: jax.Array, coefficients: Sequence[tuple], eps: Any, eps_mod
   The iterates are stored in ``dtype`` (default: ``x``'s); products and sums
   accumulate in at least float32. ``dtype=jnp.bfloat16`` is torch.optim.Muon's
   precision.
+
+  References:
+    Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural networks",
+    https://kellerjordan.github.io/posts/muon/
   """
   dtype = jnp.dtype(dtype or x.dtype)
   acc = _tree.compute_dtype(dtype)
