@@ -26,7 +26,7 @@ myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "_generated/readme", "_generated/benchmarks_readme.md",
-                    "_generated/gallery/*/output.txt"]
+                    "_generated/gallery/*/*.txt", "_generated/gallery/*/*.md", "_generated/gallery/*/*.csv"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # signatures stay readable; types are in the Args sections

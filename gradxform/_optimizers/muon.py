@@ -285,9 +285,9 @@ def muon(
 
   Args:
     learning_rate: ``η`` of the Muon leaves.
-    momentum, nesterov, ns_coefficients, ns_steps, eps, adjust_lr,
-      consistent_rms, debias, eps_mode, adaptive, ns_dtype, mu_dtype,
-      dimension_numbers: see :func:`scale_by_muon`.
+    **options: ``momentum``, ``nesterov``, ``ns_coefficients``, ``ns_steps``, ``eps``,
+      ``adjust_lr``, ``consistent_rms``, ``debias``, ``eps_mode``, ``adaptive``,
+      ``ns_dtype``, ``mu_dtype``, ``dimension_numbers``: as in :func:`scale_by_muon`.
     weight_decay: decoupled decay ``λ`` of the Muon leaves (torch: 0.1).
     adam_paths: regex on the leaf path sending 2-D leaves to AdamW (None: by
       shape only, as optax).

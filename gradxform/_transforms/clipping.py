@@ -43,7 +43,7 @@ def clip(max_delta: Any) -> GradientTransformation:
     max_delta: ``δ ≥ 0`` (float, array or schedule).
 
   References:
-    ``torch.nn.utils.clip_grad_value_``, https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_value_.html
+    ``torch.nn.utils.clip_grad_value_``, https://pytorch.org/docs/stable/nn.html#utilities
   """
   check_hyperparameter("clip", "max_delta", max_delta, low=0.0,
                        hint="max_delta is the largest absolute value an update may keep; it must be >= 0.")
