@@ -17,9 +17,13 @@ from gradxform._core.base import GradientTransformation as GradientTransformatio
 from gradxform._core.base import identity as identity
 from gradxform._core.base import stateless as stateless
 from gradxform._core.chain import chain as chain
+from gradxform._core.hyperparams import Hyperparams as Hyperparams
+from gradxform._core.inject import inject as inject
+from gradxform._core.inject import set_hyperparams as set_hyperparams
 from gradxform._core.inspect import hyperparams as hyperparams
 from gradxform._core.inspect import tree_get as tree_get
 from gradxform._core.inspect import tree_set as tree_set
+from gradxform._core.interop import to_optax as to_optax
 from gradxform._core.module import static_field as static_field
 
 # _transforms/: primitive transforms
