@@ -289,11 +289,21 @@ class Transform(GradientTransformation):
         scheduled.append(name)
     return Hyperparams(hp, inputs, scheduled)
 
+  def _with_initial_values(self) -> "Transform":
+    """This transform with each ``InState`` field replaced by its initial value (for ``init_fields``)."""
+    fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    if not any(isinstance(value, InState) for value in fields.values()):
+      return self
+    concrete = object.__new__(type(self))
+    for name, value in fields.items():
+      object.__setattr__(concrete, name, value.initial if isinstance(value, InState) else value)
+    return concrete
+
   def init(self, params):
     check_floating(self.transform_name(), params, "parameter")
     count = jnp.zeros([], jnp.int32)
     return self.State(count=count, hyperparams=self._record(self.resolve(count)),
-                      **self.init_fields(params))
+                      **self._with_initial_values().init_fields(params))
 
   def update(self, updates, state, params=None, **extra):
     if not isinstance(state, self.State):

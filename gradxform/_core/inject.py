@@ -41,11 +41,11 @@ def _python_number(where: str, value: Any) -> Any:
 
 
 def _state_dtype(value: Any) -> str:
-  """float32, or the value's own floating dtype when wider (float64); never bfloat16/float16."""
+  """float32, or the value's own floating dtype when wider (float64 under x64); never bfloat16/float16."""
   dtype = getattr(value, "dtype", None)
   if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
-  return jnp.dtype(jnp.promote_types(dtype, jnp.float32)).name
+  return "float32" if jnp.finfo(dtype).bits < 32 else jnp.dtype(jax.dtypes.canonicalize_dtype(dtype)).name
 
 
 def _static_numbers(tree: Any, where: str) -> Any:
