@@ -78,8 +78,7 @@ def _linen_lm():
       mask = nn.make_causal_mask(jnp.ones(x.shape[:2], jnp.int32))
       h = nn.LayerNorm()(x)
       x = x + nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=16, use_bias=False)(h, h, mask=mask)
-      h = nn.LayerNorm()(x)
-      return x + nn.Dense(16)(nn.gelu(nn.Dense(32)(h)))
+      return x + nn.Dense(16)(jax.nn.relu(nn.Dense(32)(x)))
 
   class LM(nn.Module):
     vocab: int = 11
@@ -87,8 +86,7 @@ def _linen_lm():
     @nn.compact
     def __call__(self, tokens):
       pos = self.param("pos", nn.initializers.normal(0.02), (tokens.shape[1], 16))
-      x = Block()(nn.Embed(self.vocab, 16)(tokens) + pos)
-      return nn.Dense(self.vocab)(nn.LayerNorm()(x))
+      return nn.Dense(self.vocab)(Block()(nn.Embed(self.vocab, 16)(tokens) + pos))
 
   return LM()
 
@@ -396,7 +394,7 @@ def test_equinox_python_float_optimizer_argument_retraces_and_the_idioms_do_not(
     del traces[:]
     model, opt_state = model0, make_optim(LRS[0]).init(params0)
     optim = make_optim(LRS[0])
-    for lr in LRS[:3]:
+    for lr in LRS[:2]:
       if set_lr is None:
         optim = make_optim(lr)
       else:
@@ -405,7 +403,7 @@ def test_equinox_python_float_optimizer_argument_retraces_and_the_idioms_do_not(
     return len(traces), eqx.filter(model, eqx.is_array)
 
   n_float, with_floats = run(gx.adam)
-  assert n_float == 3  # the pitfall: one compilation per learning rate
+  assert n_float == 2  # the pitfall: one compilation per learning rate
   n_array, with_arrays = run(lambda lr: gx.adam(jnp.asarray(lr, jnp.float32)))
   assert n_array == 1
   n_inject, injected = run(lambda lr: gx.inject(gx.adam(lr)),
