@@ -18,9 +18,13 @@ from gradxform._core.base import identity as identity
 from gradxform._core.base import stateless as stateless
 from gradxform._core.chain import chain as chain
 from gradxform._core.diagnostics import diagnostics as diagnostics
+from gradxform._core.hyperparams import Hyperparams as Hyperparams
+from gradxform._core.inject import inject as inject
+from gradxform._core.inject import set_hyperparams as set_hyperparams
 from gradxform._core.inspect import hyperparams as hyperparams
 from gradxform._core.inspect import tree_get as tree_get
 from gradxform._core.inspect import tree_set as tree_set
+from gradxform._core.interop import to_optax as to_optax
 from gradxform._core.module import static_field as static_field
 from gradxform._core.rounding import stochastic_round as stochastic_round
 

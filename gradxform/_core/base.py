@@ -64,6 +64,10 @@ class GradientTransformation(Module):
         f"{type(self).__name__} must define update(updates, state, params=None, **extra)."
     )
 
+  def __iter__(self):
+    """``init, update = tx``, optax's idiom (an optax transform is a pair)."""
+    return iter((self.init, self.update))
+
 
 def extra_names(fn: Callable) -> Optional[frozenset]:
   """Which extra keyword arguments ``update`` takes: ``None`` for all (``**kwargs``), else their names.

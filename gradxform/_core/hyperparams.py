@@ -6,9 +6,12 @@ numeric fields are hyperparameters. Each one may be a Python number, an array
 ``count -> value``. The transform's state always starts with two fields:
 
 * ``count``: int32 scalar, the number of updates applied so far;
-* ``hyperparams``: ``{name: value}``, the value each hyperparameter had at the
-  last update (at ``count=0`` after init), as an array of its own dtype, for
-  logging.
+* ``hyperparams``: a :class:`Hyperparams` mapping ``{name: value}``. For a
+  hyperparameter the transform holds (a number, an array, a schedule) it is the
+  value used at the last update (at ``count=0`` after init), for logging; it
+  cannot be written. For one moved into the state by :func:`gradxform.inject`
+  it is the *input* the next update reads (float32 or wider), written with
+  :func:`gradxform.set_hyperparams` or ``state.hyperparams[name] = value``.
 
 Schedules are evaluated at the count *before* the update (0 at the first
 update), as optax does and as torch's ``LambdaLR`` stepped after
@@ -28,9 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._core.base import GradientTransformation
+from gradxform._core.module import InState
 from gradxform._core.tree import check_floating, increment
 
-__all__ = ["Transform", "check_hyperparameter"]
+__all__ = ["Hyperparams", "Transform", "check_hyperparameter"]
 
 
 def _is_concrete(value: Any) -> bool:
@@ -92,6 +96,119 @@ def _hyper_dtype(value: Any) -> jnp.dtype:
   return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
+def _is_variable(value: Any) -> bool:
+  """A mutable box around an array (Flax NNX's ``Variable``, as ``nnx.Optimizer`` stores state)."""
+  return callable(getattr(value, "get_value", None)) and callable(getattr(value, "set_value", None))
+
+
+def as_input(where: str, value: Any, old: Any) -> jax.Array:
+  """``value`` as a new state input replacing ``old``: same shape, ``old``'s dtype (float32 or wider)."""
+  old = old.get_value() if _is_variable(old) else old
+  if isinstance(value, (bool, np.bool_)) or (
+      hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.floating)
+      and not jnp.issubdtype(value.dtype, jnp.integer)):
+    raise TypeError(f"{where}: a hyperparameter must be a real number, got {value!r}.")
+  if callable(value):
+    raise TypeError(
+        f"{where}: a schedule cannot be written into a state (the state holds numbers). Build the "
+        "optimizer with the schedule instead, or write the schedule's value at each step.")
+  new = jnp.asarray(value)
+  if new.shape != jnp.shape(old):
+    raise ValueError(f"{where}: the new value has shape {new.shape}, but the state holds shape "
+                     f"{jnp.shape(old)} (a scalar, or one value per member of a population).")
+  return new.astype(jnp.result_type(old))
+
+
+class Hyperparams(dict):
+  """The ``hyperparams`` field of a transform's state: ``{name: value}``, a dict that guards writes.
+
+  ``inputs`` are the names whose value the next update *reads* from here (the
+  hyperparameters moved into the state by :func:`gradxform.inject`); writing one
+  (``h[name] = v``) stores ``v`` cast to the entry's dtype, so a jitted step
+  does not recompile. Every other entry is a record of the value used at the
+  last update (a constant or a schedule held by the transform): writing it
+  raises, since the next update would ignore it. ``scheduled`` names those that
+  follow a schedule. A pytree (the names and ``inputs`` are static).
+  """
+
+  __slots__ = ("inputs", "scheduled")
+
+  def __init__(self, values: Any = (), inputs: Any = (), scheduled: Any = ()) -> None:
+    super().__init__(values)
+    self.inputs = frozenset(inputs)
+    self.scheduled = frozenset(scheduled)
+
+  def _refuse(self, name: Any) -> Exception:
+    if name not in self:
+      return KeyError(f"hyperparams: no hyperparameter {name!r} in this state; it has {sorted(self)}.")
+    if name in self.scheduled:
+      return TypeError(
+          f"hyperparams[{name!r}] follows a schedule held by the optimizer; the state only records "
+          "its last value, so writing it would be ignored. To set it by hand at each step, build the "
+          f"optimizer with a constant {name} under gx.inject(...) and write the schedule's value "
+          f"with gx.set_hyperparams(state, {name}=...).")
+    return TypeError(
+        f"hyperparams[{name!r}] records the value used at the last update; the optimizer holds "
+        "the value, so writing it here would be ignored. To change it between steps without "
+        f"recompiling, build the optimizer with gx.inject(...) (the state then holds {name} as an "
+        f"input) and write gx.set_hyperparams(state, {name}=...); or pass a new optimizer to the "
+        "jitted step as an argument.")
+
+  def __setitem__(self, name: Any, value: Any) -> None:
+    if name not in self.inputs:
+      raise self._refuse(name)
+    old = dict.__getitem__(self, name)
+    new = as_input(f"hyperparams[{name!r}]", value, old)
+    if _is_variable(old):
+      old.set_value(new)
+    else:
+      dict.__setitem__(self, name, new)
+
+  def update(self, *args: Any, **kwargs: Any) -> None:
+    for name, value in dict(*args, **kwargs).items():
+      self[name] = value
+
+  def _immutable(self, *args: Any, **kwargs: Any) -> None:
+    raise TypeError("hyperparams: entries cannot be added or removed (write an input with "
+                    "h[name] = value or gx.set_hyperparams).")
+
+  __delitem__ = pop = popitem = clear = setdefault = __ior__ = _immutable
+
+  def replaced(self, changes: Mapping[str, Any], where: str = "hyperparams") -> "Hyperparams":
+    """A copy with the inputs in ``changes`` replaced (cast to their dtype); raises for any other name."""
+    new = dict(self)
+    for name, value in changes.items():
+      if name not in self.inputs:
+        raise self._refuse(name)
+      new[name] = as_input(f"{where}[{name!r}]", value, self[name])
+    return Hyperparams(new, self.inputs, self.scheduled)
+
+  def copy(self) -> "Hyperparams":
+    return Hyperparams(self, self.inputs, self.scheduled)
+
+  def __reduce__(self):
+    return (Hyperparams, (dict(self), self.inputs, self.scheduled))
+
+
+def _flatten_hyperparams(h: Hyperparams):
+  keys = tuple(sorted(h))
+  return ([(jax.tree_util.DictKey(k), dict.__getitem__(h, k)) for k in keys],
+          (keys, h.inputs, h.scheduled))
+
+
+def _unflatten_hyperparams(aux, children) -> Hyperparams:
+  keys, inputs, scheduled = aux
+  h = Hyperparams.__new__(Hyperparams)
+  dict.update(h, zip(keys, children))
+  h.inputs, h.scheduled = inputs, scheduled
+  return h
+
+
+jax.tree_util.register_pytree_with_keys(
+    Hyperparams, _flatten_hyperparams, _unflatten_hyperparams,
+    lambda h: ([v for _, v in _flatten_hyperparams(h)[0]], _flatten_hyperparams(h)[1]))
+
+
 class Transform(GradientTransformation):
   """Base class of gradxform's transforms with hyperparameters.
 
@@ -124,11 +241,28 @@ class Transform(GradientTransformation):
       names.append(field.name)
     return tuple(names)
 
-  def resolve(self, count: jax.Array) -> dict[str, jax.Array]:
-    """Each hyperparameter's value at ``count``, as a scalar array of its own dtype."""
+  def resolve(self, count: jax.Array, stored: Optional[Mapping[str, Any]] = None) -> dict[str, jax.Array]:
+    """Each hyperparameter's value at ``count``, as a scalar array of its own dtype.
+
+    A hyperparameter held in the state (``InState``, see :func:`gradxform.inject`)
+    is read from ``stored`` (the state's ``hyperparams``), or is its initial
+    value when ``stored`` is None (at init).
+    """
     values = {}
     for name in self.hyperparameter_names():
       value = getattr(self, name)
+      if isinstance(value, InState):
+        if stored is None:
+          values[name] = jnp.asarray(value.initial, value.dtype)
+          continue
+        if name not in stored:
+          raise ValueError(
+              f"{self.transform_name()}: the state has no hyperparameter {name!r} (it has "
+              f"{sorted(stored)}). Pass the state made by this optimizer's init().")
+        entry = stored[name]
+        entry = entry.get_value() if _is_variable(entry) else entry
+        values[name] = jnp.asarray(entry).astype(value.dtype)
+        continue
       if callable(value):
         value = value(count)
       array = jnp.asarray(value, _hyper_dtype(value))
@@ -149,10 +283,31 @@ class Transform(GradientTransformation):
   def apply(self, updates, state, params, hp, **extra) -> tuple[Any, Mapping[str, Any]]:
     raise NotImplementedError
 
+  def _record(self, hp: Mapping[str, jax.Array]) -> Hyperparams:
+    inputs, scheduled = [], []
+    for name in hp:
+      value = getattr(self, name)
+      if isinstance(value, InState):
+        inputs.append(name)
+      elif callable(value):
+        scheduled.append(name)
+    return Hyperparams(hp, inputs, scheduled)
+
+  def _with_initial_values(self) -> "Transform":
+    """This transform with each ``InState`` field replaced by its initial value (for ``init_fields``)."""
+    fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    if not any(isinstance(value, InState) for value in fields.values()):
+      return self
+    concrete = object.__new__(type(self))
+    for name, value in fields.items():
+      object.__setattr__(concrete, name, value.initial if isinstance(value, InState) else value)
+    return concrete
+
   def init(self, params):
     check_floating(self.transform_name(), params, "parameter", allow_complex=self.complex_ok)
     count = jnp.zeros([], jnp.int32)
-    return self.State(count=count, hyperparams=self.resolve(count), **self.init_fields(params))
+    return self.State(count=count, hyperparams=self._record(self.resolve(count)),
+                      **self._with_initial_values().init_fields(params))
 
   def update(self, updates, state, params=None, **extra):
     if not isinstance(state, self.State):
@@ -160,9 +315,9 @@ class Transform(GradientTransformation):
           f"{self.transform_name()}: expected a {self.State.__name__} as state, got "
           f"{type(state).__name__}. Pass the state returned by this transform's "
           "init() or update() (inside a chain, states are positional: one per stage).")
-    hp = self.resolve(state.count)
+    hp = self.resolve(state.count, state.hyperparams)
     updates, fields = self.apply(updates, state, params, hp, **extra)
-    return updates, state._replace(count=increment(state.count), hyperparams=hp, **fields)
+    return updates, state._replace(count=increment(state.count), hyperparams=self._record(hp), **fields)
 
 
 def step_number(state: Any, hp: Mapping[str, jax.Array], like: str) -> jax.Array:

@@ -7,6 +7,8 @@ from typing import Any, Sequence, Union
 import jax
 import jax.numpy as jnp
 
+from gradxform._core.hyperparams import Hyperparams, _is_variable
+
 __all__ = ["hyperparams", "tree_get", "tree_set"]
 
 Path = Union[str, Sequence[Union[str, int]]]
@@ -66,6 +68,8 @@ def _replace(node: Any, keys: tuple, value: Any, where: str) -> Any:
   key, rest = keys[0], keys[1:]
   child = _child(node, key, where)
   new = _replace(child, rest, value, f"{where}/{key}" if where else str(key))
+  if isinstance(node, Hyperparams):  # only inputs can be written, cast to their dtype
+    return node.replaced({key: new}, where=f"tree_set({where or '<root>'})")
   if isinstance(node, dict):
     return {**node, key: new}
   if hasattr(node, "_fields"):
@@ -108,6 +112,8 @@ def hyperparams(state: Any) -> dict[str, jax.Array]:
   Example: ``{"0/decay": 0.999, "0/numerator/decay": 0.9, "1/learning_rate": 1e-3}``
   for ``gx.adam(1e-3)``. The values are those used at the last update (at
   count 0 after init); scheduled hyperparameters show their current value.
+  For an injected optimizer (:func:`gradxform.inject`) they are the inputs the
+  next update reads; the paths are those :func:`gradxform.set_hyperparams` takes.
 
   References:
     optax.tree_utils, https://optax.readthedocs.io/en/latest/api/utilities.html
@@ -118,7 +124,7 @@ def hyperparams(state: Any) -> dict[str, jax.Array]:
     if hasattr(node, "_fields"):
       if "hyperparams" in node._fields and isinstance(node.hyperparams, dict):
         for name, value in node.hyperparams.items():
-          found[f"{where}/{name}" if where else name] = value
+          found[f"{where}/{name}" if where else name] = value.get_value() if _is_variable(value) else value
       children = [(f, getattr(node, f)) for f in node._fields if f != "hyperparams"]
     elif isinstance(node, dict):
       children = list(node.items())

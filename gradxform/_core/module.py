@@ -17,7 +17,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["Module", "static_field"]
+__all__ = ["InState", "Module", "static_field"]
 
 
 def static_field(**kwargs: Any) -> Any:
@@ -30,6 +30,35 @@ def static_field(**kwargs: Any) -> Any:
   return dataclasses.field(metadata=metadata, **kwargs)
 
 
+class InState:
+  """A hyperparameter whose value lives in the optimizer state (see :func:`gradxform.inject`).
+
+  It stands in a transform's field instead of the value. It is static (part of
+  the tree definition, never a leaf) and compares by its initial value and
+  dtype, so an injected optimizer holds no arrays and hashes like a constant.
+  ``initial`` is a Python number, the value ``init`` writes into the state;
+  ``dtype`` the name of the state entry's dtype (float32 or wider).
+  """
+
+  __slots__ = ("initial", "dtype")
+
+  def __init__(self, initial: float, dtype: str) -> None:
+    object.__setattr__(self, "initial", initial)
+    object.__setattr__(self, "dtype", dtype)
+
+  def __setattr__(self, name: str, value: Any) -> None:
+    raise AttributeError("InState is immutable.")
+
+  def __eq__(self, other: Any) -> bool:
+    return isinstance(other, InState) and (self.initial, self.dtype) == (other.initial, other.dtype)
+
+  def __hash__(self) -> int:
+    return hash((InState, self.initial, self.dtype))
+
+  def __repr__(self) -> str:
+    return f"InState({self.initial!r}, {self.dtype})"
+
+
 def _is_static_value(value: Any) -> bool:
   """Values that cannot be traced stay in the tree definition.
 
@@ -39,7 +68,7 @@ def _is_static_value(value: Any) -> bool:
   """
   if value is None or isinstance(value, Module):
     return False
-  return isinstance(value, (str, bool)) or callable(value)
+  return isinstance(value, (str, bool, InState)) or callable(value)
 
 
 def _flatten_with_keys(obj):
