@@ -160,6 +160,10 @@ def set_hyperparams(tree: Any, values: Optional[Mapping[str, Any]] = None, /, **
     KeyError: a name or path that is not in the state (the available ones are listed).
     TypeError: a name that is not an input: the optimizer holds its value (it
       was not built with :func:`inject`) or it follows a schedule.
+
+  References:
+    optax's ``inject_hyperparams`` (the idiom it replaces),
+    https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html#optax.inject_hyperparams
   """
   requests = dict(values or {})
   requests.update(named)
