@@ -77,6 +77,12 @@ from gradxform._optimizers.rmsprop import rmsprop
 from gradxform._optimizers.rmsprop import scale_by_rms
 from gradxform._optimizers.rmsprop import ScaleByRmsState
 from gradxform._optimizers.sgd import sgd
+from gradxform._optimizers.shampoo import scale_by_shampoo as scale_by_shampoo
+from gradxform._optimizers.shampoo import ScaleByShampooState as ScaleByShampooState
+from gradxform._optimizers.shampoo import shampoo as shampoo
+from gradxform._optimizers.soap import scale_by_soap as scale_by_soap
+from gradxform._optimizers.soap import ScaleBySoapState as ScaleBySoapState
+from gradxform._optimizers.soap import soap as soap
 
 # _wrappers/: wrappers around an optimizer
 from gradxform._wrappers.accumulation import accumulate as accumulate

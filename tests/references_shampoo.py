@@ -137,7 +137,7 @@ def _inverse_root(f, p, eps):
 
 
 class Shampoo(_PerLeaf):
-  def __init__(self, b2, eps, matrix_eps, block_size=None, frequency=1, start=1, graft="adam",
+  def __init__(self, b2, eps, matrix_eps, block_size=None, frequency=10, start=1, graft="adam",
                exponent=None):
     super().__init__()
     self.b2, self.eps, self.matrix_eps = b2, eps, matrix_eps

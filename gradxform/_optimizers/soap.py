@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -13,7 +14,7 @@ from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_betas, check_hyperparameter, is_literal_zero, named
 from gradxform._core.module import static_field
-from gradxform._optimizers import kronecker as kr
+from gradxform._transforms import kronecker as kr
 from gradxform._transforms.scaling import scale_by_learning_rate
 
 __all__ = ["scale_by_soap", "soap", "ScaleBySoapState"]
@@ -107,79 +108,70 @@ class _ScaleBySoap(Transform):
     flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_tree.is_none)
     _tree.check_floating(name, updates, "update")
     try:
-      fields = {k: treedef.flatten_up_to(getattr(state, k)) for k in ("mu", "nu", "factors", "eigenbases")}
+      fields = [treedef.flatten_up_to(getattr(state, k)) for k in ("mu", "nu", "factors", "eigenbases")]
     except (ValueError, TypeError):
       raise _tree._structure_error(name, "update", updates, state.mu) from None
-    _tree._check_leaves(name, "update", [p for p, _ in flat], [g for _, g in flat], fields["mu"],
-                        self.mu_dtype is None)
-    first = state.count == 0
-    step = state.count.astype(hp["b1"].dtype)  # the reference's step: the first call only sets up
+    grads = [g for _, g in flat]
+    _tree._check_leaves(name, "update", [p for p, _ in flat], grads, fields[0], self.mu_dtype is None)
+    scalars = dict(hp, shampoo_beta=hp["b2"] if self.shampoo_beta is None else hp["shampoo_beta"],
+                   step=state.count.astype(hp["b1"].dtype))  # the reference's step: the first call only sets up
+    # Everything that reads the old state runs inside the branches, so that donated buffers are
+    # updated in place (an operand also read outside a conditional is copied by XLA).
+    branches = [functools.partial(self._step, mode, scalars) for mode in ("plain", "first", "refresh")]
     refresh = jnp.logical_and(state.count > 0, state.count % self.precondition_frequency == 0)
-    shampoo_beta = hp["b2"] if self.shampoo_beta is None else hp["shampoo_beta"]
-
-    outs, mus, nus, factors = [], [], [], []
-    for i, (_, g) in enumerate(flat):
-      if g is None:
-        outs.append(None); mus.append(None); nus.append(None); factors.append(fields["factors"][i])
-        continue
-      mu, nu, facs, bases = (fields[k][i] for k in ("mu", "nu", "factors", "eigenbases"))
-      dtype = _tree.compute_dtype(g.dtype)
-      b1, b2, eps, beta = (jnp.asarray(x, dtype) for x in (hp["b1"], hp["b2"], hp["eps"], shampoo_beta))
-      lay = self._layout(g.shape)
-      g32 = g.astype(dtype)
-      bases32 = tuple(None if q is None else q.astype(dtype) for q in bases)
-      projected = _project(g32, bases32, lay, back=False)
-      m = (b1 * mu.astype(dtype) + (1 - b1) * projected).astype(mu.dtype)
-      v = (b2 * nu.astype(dtype) + (1 - b2) * jnp.square(projected)).astype(nu.dtype)
-      direction = _project(m.astype(dtype) / (jnp.sqrt(v.astype(dtype)) + eps), bases32, lay, back=True)
-      if self.normalize_grads:
-        direction = direction / (1e-30 + jnp.sqrt(jnp.mean(jnp.square(direction))))
-      if self.correct_bias:
-        t = step.astype(dtype)
-        direction = direction * (jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t))
-      outs.append(jnp.where(first, jnp.zeros_like(direction), direction).astype(g.dtype))
-      mus.append(jnp.where(first, mu, m))
-      nus.append(jnp.where(first, nu, v))
-      gb = kr.to_blocks(g32, lay)
-      factors.append(tuple(
-          None if f is None else (beta.astype(f.dtype) * f + (1 - beta.astype(f.dtype))
-                                  * kr.gram(gb, lay, a).astype(f.dtype))
-          for a, f in enumerate(facs)))
-
-    def keep(mus, nus, bases):
-      return mus, nus, bases
-
-    def start(mus, nus, bases):
-      return mus, nus, [None if fs is None else tuple(None if f is None else _eigenbasis(f).astype(f.dtype)
-                                                      for f in fs) for fs in factors]
-
-    def refresh_bases(mus, nus, bases):
-      new_mus, new_nus, new_bases = [], [], []
-      for (_, g), mu, nu, fs, qs in zip(flat, mus, nus, factors, bases):
-        if g is None or not any(q is not None for q in qs):
-          new_mus.append(mu); new_nus.append(nu); new_bases.append(qs)
-          continue
-        lay = self._layout(g.shape)
-        dtype = fs[[f is not None for f in fs].index(True)].dtype
-        m = _project(mu.astype(dtype), qs, lay, back=True)
-        v = kr.to_blocks(nu.astype(dtype), lay)
-        qs_new = []
-        for axis, (f, q) in enumerate(zip(fs, qs)):
-          if f is None:
-            qs_new.append(None)
-            continue
-          q, v = _power_qr(f, q, v, lay, axis)
-          qs_new.append(q.astype(f.dtype))
-        new_bases.append(tuple(qs_new))
-        new_mus.append(_project(m, tuple(qs_new), lay, back=False).astype(mu.dtype))
-        new_nus.append(kr.from_blocks(v, lay).astype(nu.dtype))
-      return new_mus, new_nus, new_bases
-
-    branch = jnp.where(first, 1, jnp.where(refresh, 2, 0))
-    mus, nus, bases = lax.switch(branch, (keep, start, refresh_bases), mus, nus, fields["eigenbases"])
+    index = jnp.where(state.count == 0, 1, jnp.where(refresh, 2, 0))
+    outs, *fields = lax.switch(index, branches, grads, *fields)
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)
-    return unflatten(outs), {"mu": unflatten(mus), "nu": unflatten(nus), "factors": unflatten(factors),
-                             "eigenbases": unflatten(bases)}
+    return unflatten(outs), dict(zip(("mu", "nu", "factors", "eigenbases"), map(unflatten, fields)))
+
+  def _step(self, mode, hp, grads, mus, nus, factors, bases):
+    """One update of every leaf; ``mode`` is ``'first'`` (set up only), ``'plain'`` or ``'refresh'``."""
+    outs, new_mus, new_nus, new_factors, new_bases = [], [], [], [], []
+    for g, mu, nu, fs, qs in zip(grads, mus, nus, factors, bases):
+      if g is None:
+        for out, x in zip((outs, new_mus, new_nus, new_factors, new_bases), (None, mu, nu, fs, qs)):
+          out.append(x)
+        continue
+      dtype = _tree.compute_dtype(g.dtype)
+      b1, b2, eps, beta, t = (jnp.asarray(hp[k], dtype) for k in ("b1", "b2", "eps", "shampoo_beta", "step"))
+      lay = self._layout(g.shape)
+      g = g.astype(dtype)
+      if mode == "first":
+        outs.append(jnp.zeros(g.shape, grads[len(outs)].dtype))
+        new_mus.append(mu); new_nus.append(nu)
+      else:
+        qs32 = tuple(None if q is None else q.astype(dtype) for q in qs)
+        projected = _project(g, qs32, lay, back=False)
+        m = (b1 * mu.astype(dtype) + (1 - b1) * projected).astype(mu.dtype)
+        v = (b2 * nu.astype(dtype) + (1 - b2) * jnp.square(projected)).astype(nu.dtype)
+        direction = _project(m.astype(dtype) / (jnp.sqrt(v.astype(dtype)) + eps), qs32, lay, back=True)
+        if self.normalize_grads:
+          direction = direction / (1e-30 + jnp.sqrt(jnp.mean(jnp.square(direction))))
+        if self.correct_bias:
+          direction = direction * (jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+        outs.append(direction.astype(grads[len(outs)].dtype))
+        new_mus.append(m); new_nus.append(v)
+      gb = kr.to_blocks(g, lay)
+      fs = tuple(None if f is None else jnp.asarray(beta, f.dtype) * f
+                 + (1 - jnp.asarray(beta, f.dtype)) * kr.gram(gb, lay, a).astype(f.dtype)
+                 for a, f in enumerate(fs))
+      new_factors.append(fs)
+      if mode == "first":
+        qs = tuple(None if f is None else _eigenbasis(f).astype(f.dtype) for f in fs)
+      elif mode == "refresh" and any(q is not None for q in qs):
+        fdtype = next(f.dtype for f in fs if f is not None)
+        m = _project(new_mus[-1].astype(fdtype), qs, lay, back=True)
+        v = kr.to_blocks(new_nus[-1].astype(fdtype), lay)
+        qs = list(qs)
+        for axis, f in enumerate(fs):
+          if f is not None:
+            q, v = _power_qr(f, qs[axis], v, lay, axis)
+            qs[axis] = q.astype(f.dtype)
+        qs = tuple(qs)
+        new_mus[-1] = _project(m, qs, lay, back=False).astype(mu.dtype)
+        new_nus[-1] = kr.from_blocks(v, lay).astype(nu.dtype)
+      new_bases.append(qs)
+    return outs, new_mus, new_nus, new_factors, new_bases
 
 
 def scale_by_soap(b1: Any = 0.95, b2: Any = 0.95, shampoo_beta: Any = None, eps: Any = 1e-8, *,

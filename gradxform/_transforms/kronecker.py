@@ -137,8 +137,10 @@ def multiply(xb: jax.Array, matrix: jax.Array, lay: Layout, axis: int, transpose
   return jnp.einsum(f"{batch}{source},{mat}->{batch}{target}", xb, matrix, precision=_HIGHEST)
 
 
-def zero_factors(lay: Layout, dtype: Any, like: Optional[jax.Array] = None) -> tuple:
-  """One zero factor ``(*counts, s, s)`` per preconditioned axis, ``None`` for the others."""
+def zero_factors(lay: Layout, dtype: Any) -> tuple:
+  """One zero factor ``(*counts, s, s)`` per preconditioned axis, ``None`` for the others (``()`` if none)."""
+  if not lay.any:
+    return ()
   return tuple(jnp.zeros(lay.counts + (s, s), dtype) if p else None
                for s, p in zip(lay.sizes, lay.preconditioned))
 
