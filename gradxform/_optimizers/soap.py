@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -115,63 +114,95 @@ class _ScaleBySoap(Transform):
     _tree._check_leaves(name, "update", [p for p, _ in flat], grads, fields[0], self.mu_dtype is None)
     scalars = dict(hp, shampoo_beta=hp["b2"] if self.shampoo_beta is None else hp["shampoo_beta"],
                    step=state.count.astype(hp["b1"].dtype))  # the reference's step: the first call only sets up
-    # Everything that reads the old state runs inside the branches, so that donated buffers are
-    # updated in place (an operand also read outside a conditional is copied by XLA).
-    branches = [functools.partial(self._step, mode, scalars) for mode in ("plain", "first", "refresh")]
-    refresh = jnp.logical_and(state.count > 0, state.count % self.precondition_frequency == 0)
-    index = jnp.where(state.count == 0, 1, jnp.where(refresh, 2, 0))
-    outs, *fields = lax.switch(index, branches, grads, *fields)
+    # The reference refreshes the bases at the end of a step (after its Adam step); the same refresh
+    # runs here at the start of the next one, before anything reads the bases, so that the old
+    # bases, m and v only flow through the conditional and a donated state is updated in place
+    # (XLA copies an operand of a conditional that is also read outside it).
+    count, mus, nus, factors, bases = state.count, *fields
+    eigh_now = count == 1
+    qr_now = jnp.logical_and(count > 1, (count - 1) % self.precondition_frequency == 0)
+    refresh = lambda *args: lax.cond(eigh_now, self._first_bases, self._power_qr_bases, *args)
+    mus, nus, bases = lax.cond(jnp.logical_or(eigh_now, qr_now), refresh, _unchanged, mus, nus, factors, bases)
+    factors = self._accumulate(scalars, grads, factors)  # (XLA copies the factors, read by both: d² per axis)
+    outs, mus, nus = self._step(scalars, count == 0, grads, mus, nus, bases)
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)
-    return unflatten(outs), dict(zip(("mu", "nu", "factors", "eigenbases"), map(unflatten, fields)))
+    return unflatten(outs), dict(zip(("mu", "nu", "factors", "eigenbases"),
+                                     map(unflatten, (mus, nus, factors, bases))))
 
-  def _step(self, mode, hp, grads, mus, nus, factors, bases):
-    """One update of every leaf; ``mode`` is ``'first'`` (set up only), ``'plain'`` or ``'refresh'``."""
-    outs, new_mus, new_nus, new_factors, new_bases = [], [], [], [], []
-    for g, mu, nu, fs, qs in zip(grads, mus, nus, factors, bases):
+  def _accumulate(self, hp, grads, factors):
+    """``F_a ← β_s F_a + (1 − β_s) G_(a) G_(a)ᵀ`` for every factor."""
+    new = []
+    for g, fs in zip(grads, factors):
+      if g is None or not fs:
+        new.append(fs)
+        continue
+      lay = self._layout(g.shape)
+      gb = kr.to_blocks(g.astype(_tree.compute_dtype(g.dtype)), lay)
+      new.append(tuple(None if f is None else jnp.asarray(hp["shampoo_beta"], f.dtype) * f
+                       + (1 - jnp.asarray(hp["shampoo_beta"], f.dtype)) * kr.gram(gb, lay, a).astype(f.dtype)
+                       for a, f in enumerate(fs)))
+    return new
+
+  def _step(self, hp, first, grads, mus, nus, bases):
+    """Adam in the current bases (skipped on the first call, which only sets up)."""
+    outs, new_mus, new_nus = [], [], []
+    for g, mu, nu, qs in zip(grads, mus, nus, bases):
       if g is None:
-        for out, x in zip((outs, new_mus, new_nus, new_factors, new_bases), (None, mu, nu, fs, qs)):
+        for out, x in zip((outs, new_mus, new_nus), (None, mu, nu)):
           out.append(x)
         continue
       dtype = _tree.compute_dtype(g.dtype)
-      b1, b2, eps, beta, t = (jnp.asarray(hp[k], dtype) for k in ("b1", "b2", "eps", "shampoo_beta", "step"))
+      b1, b2, eps, t = (jnp.asarray(hp[k], dtype) for k in ("b1", "b2", "eps", "step"))
+      # on the first call m and v keep their values and the update is zero (scalar selects only)
+      active = jnp.where(first, jnp.zeros([], dtype), 1)
+      b1, b2 = jnp.where(first, 1, b1), jnp.where(first, 1, b2)
       lay = self._layout(g.shape)
-      g = g.astype(dtype)
-      if mode == "first":
-        outs.append(jnp.zeros(g.shape, grads[len(outs)].dtype))
-        new_mus.append(mu); new_nus.append(nu)
-      else:
-        qs32 = tuple(None if q is None else q.astype(dtype) for q in qs)
-        projected = _project(g, qs32, lay, back=False)
-        m = (b1 * mu.astype(dtype) + (1 - b1) * projected).astype(mu.dtype)
-        v = (b2 * nu.astype(dtype) + (1 - b2) * jnp.square(projected)).astype(nu.dtype)
-        direction = _project(m.astype(dtype) / (jnp.sqrt(v.astype(dtype)) + eps), qs32, lay, back=True)
-        if self.normalize_grads:
-          direction = direction / (1e-30 + jnp.sqrt(jnp.mean(jnp.square(direction))))
-        if self.correct_bias:
-          direction = direction * (jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t))
-        outs.append(direction.astype(grads[len(outs)].dtype))
-        new_mus.append(m); new_nus.append(v)
-      gb = kr.to_blocks(g, lay)
-      fs = tuple(None if f is None else jnp.asarray(beta, f.dtype) * f
-                 + (1 - jnp.asarray(beta, f.dtype)) * kr.gram(gb, lay, a).astype(f.dtype)
-                 for a, f in enumerate(fs))
-      new_factors.append(fs)
-      if mode == "first":
-        qs = tuple(None if f is None else _eigenbasis(f).astype(f.dtype) for f in fs)
-      elif mode == "refresh" and any(q is not None for q in qs):
-        fdtype = next(f.dtype for f in fs if f is not None)
-        m = _project(new_mus[-1].astype(fdtype), qs, lay, back=True)
-        v = kr.to_blocks(new_nus[-1].astype(fdtype), lay)
-        qs = list(qs)
-        for axis, f in enumerate(fs):
-          if f is not None:
-            q, v = _power_qr(f, qs[axis], v, lay, axis)
-            qs[axis] = q.astype(f.dtype)
-        qs = tuple(qs)
-        new_mus[-1] = _project(m, qs, lay, back=False).astype(mu.dtype)
-        new_nus[-1] = kr.from_blocks(v, lay).astype(nu.dtype)
-      new_bases.append(qs)
-    return outs, new_mus, new_nus, new_factors, new_bases
+      g32 = g.astype(dtype)
+      qs32 = tuple(None if q is None else q.astype(dtype) for q in qs)
+      projected = _project(g32, qs32, lay, back=False)
+      m = (b1 * mu.astype(dtype) + (1 - b1) * projected).astype(mu.dtype)
+      v = (b2 * nu.astype(dtype) + (1 - b2) * jnp.square(projected)).astype(nu.dtype)
+      direction = _project(m.astype(dtype) / (jnp.sqrt(v.astype(dtype)) + eps), qs32, lay, back=True)
+      if self.normalize_grads:
+        direction = direction / (1e-30 + jnp.sqrt(jnp.mean(jnp.square(direction))))
+      if self.correct_bias:
+        t = jnp.maximum(t, 1)
+        b1, b2 = (jnp.asarray(hp[k], dtype) for k in ("b1", "b2"))
+        active = active * (jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+      outs.append((active * direction).astype(g.dtype))
+      new_mus.append(m); new_nus.append(v)
+    return outs, new_mus, new_nus
+
+  def _first_bases(self, mus, nus, factors, bases):
+    """The first bases, ``eigh`` of the factors after the first gradient; ``m`` and ``v`` are still zero."""
+    new = [fs if fs is None else tuple(None if f is None else _eigenbasis(f).astype(f.dtype) for f in fs)
+           for fs in factors]
+    return mus, nus, new
+
+  def _power_qr_bases(self, mus, nus, factors, bases):
+    """One power iteration + QR per factor; ``m`` rotated into the new bases, ``v`` re-sorted."""
+    new_mus, new_nus, new_bases = [], [], []
+    for mu, nu, fs, qs in zip(mus, nus, factors, bases):
+      if mu is None or not any(q is not None for q in qs):
+        new_mus.append(mu); new_nus.append(nu); new_bases.append(qs)
+        continue
+      lay = self._layout(mu.shape)
+      dtype = next(f.dtype for f in fs if f is not None)
+      m = _project(mu.astype(dtype), qs, lay, back=True)
+      v = kr.to_blocks(nu.astype(dtype), lay)
+      qs = list(qs)
+      for axis, f in enumerate(fs):
+        if f is not None:
+          q, v = _power_qr(f, qs[axis], v, lay, axis)
+          qs[axis] = q.astype(f.dtype)
+      new_bases.append(tuple(qs))
+      new_mus.append(_project(m, tuple(qs), lay, back=False).astype(mu.dtype))
+      new_nus.append(kr.from_blocks(v, lay).astype(nu.dtype))
+    return new_mus, new_nus, new_bases
+
+
+def _unchanged(mus, nus, factors, bases):
+  return mus, nus, bases
 
 
 def scale_by_soap(b1: Any = 0.95, b2: Any = 0.95, shampoo_beta: Any = None, eps: Any = 1e-8, *,
@@ -209,7 +240,11 @@ def scale_by_soap(b1: Any = 0.95, b2: Any = 0.95, shampoo_beta: Any = None, eps:
     their product is ``<= max_precond_dim``; ``normalize_grads`` divides the
     direction by its RMS before the bias correction.
 
-  The refresh runs under ``lax.switch`` inside the compiled step. The factors
+  The refresh runs under ``lax.cond`` inside the compiled step, at the start of
+  the step after the one the reference does it in (before anything reads the
+  bases: same numbers, and a donated state is updated in place but for the
+  factors, which XLA copies, ``d²`` per axis); so ``eigenbases`` in the state
+  after step ``k`` are the ones step ``k`` used. The factors
   and bases are kept in ``factor_dtype`` (default: the parameters', at least
   float32; the reference computes ``eigh``/``qr`` in float32 even for float64
   parameters, here they run in the factors' dtype). The reference's
