@@ -72,13 +72,18 @@ class _ScaleByShampoo(Transform):
       if p is None:
         return None
       dtype = self.factor_dtype or _tree.compute_dtype(jnp.result_type(p))
-      return kr.zero_factors(self._layout(jnp.shape(p)), dtype)
+      lay = self._layout(jnp.shape(p))
+      return kr.place_like(kr.zero_factors(lay, dtype), lay, p)
 
     graft = None if self.graft_type == "sgd" else _tree.zeros_like(name, params, self.nu_dtype)
     factors = jax.tree.map(factors, params, is_leaf=_tree.is_none)
     return {"graft": graft, "factors": factors, "roots": factors}
 
   def apply(self, updates, state, params, hp, **extra):
+    out_like = (updates, {k: getattr(state, k) for k in ("graft", "factors", "roots")})
+    return kr.with_auto_axes(self._apply, (updates, state, hp), out_like)
+
+  def _apply(self, updates, state, hp):
     name = self.transform_name()
     flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_tree.is_none)
     _tree.check_floating(name, updates, "update")

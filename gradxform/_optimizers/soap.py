@@ -93,9 +93,9 @@ class _ScaleBySoap(Transform):
       lay = self._layout(jnp.shape(p))
       zeros = kr.zero_factors(lay, dtype)
       if basis:
-        return tuple(None if z is None else jnp.broadcast_to(jnp.eye(z.shape[-1], dtype=dtype), z.shape)
-                     for z in zeros)
-      return zeros
+        zeros = tuple(None if z is None else jnp.broadcast_to(jnp.eye(z.shape[-1], dtype=dtype), z.shape)
+                      for z in zeros)
+      return kr.place_like(zeros, lay, p)
 
     return {"mu": _tree.zeros_like(name, params, self.mu_dtype),
             "nu": _tree.zeros_like(name, params, self.nu_dtype),
@@ -103,6 +103,10 @@ class _ScaleBySoap(Transform):
             "eigenbases": jax.tree.map(lambda p: factors(p, True), params, is_leaf=_tree.is_none)}
 
   def apply(self, updates, state, params, hp, **extra):
+    out_like = (updates, {k: getattr(state, k) for k in ("mu", "nu", "factors", "eigenbases")})
+    return kr.with_auto_axes(self._apply, (updates, state, hp), out_like)
+
+  def _apply(self, updates, state, hp):
     name = self.transform_name()
     flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_tree.is_none)
     _tree.check_floating(name, updates, "update")

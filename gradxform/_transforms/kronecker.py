@@ -155,3 +155,47 @@ def symmetric_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Eigenvalues (ascending) and eigenvectors of a batch of symmetric matrices (symmetrized first)."""
   matrix = 0.5 * (matrix + jnp.swapaxes(matrix, -1, -2))
   return jnp.linalg.eigh(matrix, symmetrize_input=False)
+
+
+def _mesh_and_spec(x: Any):
+  sharding = getattr(x, "sharding", None) if not isinstance(x, jax.core.Tracer) else None
+  if isinstance(sharding, jax.sharding.NamedSharding):
+    return sharding.mesh, tuple(sharding.spec) + (None,) * (jnp.ndim(x) - len(sharding.spec))
+  return None, None
+
+
+def place_like(factors: tuple, lay: Layout, param: Any) -> tuple:
+  """Puts new factors on the mesh of a sharded (concrete) parameter: each block axis split as the
+  parameter's axis when the block count divides, the ``(s, s)`` matrices whole (replicated)."""
+  mesh, spec = _mesh_and_spec(param)
+  if mesh is None or not factors:
+    return factors
+
+  def axis_size(entry):
+    names = entry if isinstance(entry, tuple) else (entry,)
+    return math.prod(mesh.shape[n] for n in names if n is not None)
+
+  block_spec = tuple(s if s is not None and c % axis_size(s) == 0 else None
+                     for c, s in zip(lay.counts, spec)) if lay.counts and len(lay.merged) == len(spec) else (
+                         (None,) * len(lay.counts))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*block_spec, None, None))
+  return tuple(None if f is None else jax.device_put(f, sharding) for f in factors)
+
+
+def _explicit_mesh(tree: Any):
+  for x in jax.tree.leaves(tree):
+    sharding = getattr(jax.typeof(x), "sharding", None) if hasattr(x, "shape") else None
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is not None and not mesh.empty and jax.sharding.AxisType.Explicit in mesh.axis_types:
+      return mesh
+  return None
+
+
+def with_auto_axes(fn: Any, args: tuple, out_like: Any) -> Any:
+  """``fn(*args)``; on a mesh with ``Explicit`` axes, run with them as ``Auto`` (XLA propagates the
+  shardings of the reshapes, einsums and gathers) and the outputs sharded as ``out_like``."""
+  mesh = _explicit_mesh((args, out_like))
+  if mesh is None:
+    return fn(*args)
+  out_sharding = jax.tree.map(lambda x: jax.sharding.NamedSharding(mesh, jax.typeof(x).sharding.spec), out_like)
+  return jax.sharding.auto_axes(fn, out_sharding=out_sharding)(*args)
