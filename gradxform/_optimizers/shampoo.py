@@ -76,8 +76,9 @@ class _ScaleByShampoo(Transform):
       return kr.place_like(kr.zero_factors(lay, dtype), lay, p)
 
     graft = None if self.graft_type == "sgd" else _tree.zeros_like(name, params, self.nu_dtype)
-    factors = jax.tree.map(factors, params, is_leaf=_tree.is_none)
-    return {"graft": graft, "factors": factors, "roots": factors}
+    # two calls: separate buffers (a donated state must not hold one buffer twice)
+    return {"graft": graft, "factors": jax.tree.map(factors, params, is_leaf=_tree.is_none),
+            "roots": jax.tree.map(factors, params, is_leaf=_tree.is_none)}
 
   def apply(self, updates, state, params, hp, **extra):
     out_like = (updates, {k: getattr(state, k) for k in ("graft", "factors", "roots")})
