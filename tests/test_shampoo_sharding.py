@@ -25,10 +25,12 @@ def results():
   return json.loads(lines[-1][len("RESULTS "):])
 
 
+@pytest.mark.slow
 def test_every_check_ran(results):
   assert sorted(results) == sorted(CHECKS)
 
 
+@pytest.mark.slow  # one subprocess on 8 simulated devices, float64: ~30 s of CPU
 @pytest.mark.parametrize("name", CHECKS)
 def test_sharding_check(results, name):
   assert results[name] == "ok", f"{name} failed on 8 devices:\n{results[name]}"
