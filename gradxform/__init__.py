@@ -171,11 +171,17 @@ from gradxform._optimizers.rprop import rprop as rprop
 from gradxform._optimizers.rprop import scale_by_rprop as scale_by_rprop
 from gradxform._optimizers.rprop import ScaleByRpropState as ScaleByRpropState
 from gradxform._optimizers.sgd import sgd as sgd
+from gradxform._optimizers.shampoo import scale_by_shampoo as scale_by_shampoo
+from gradxform._optimizers.shampoo import ScaleByShampooState as ScaleByShampooState
+from gradxform._optimizers.shampoo import shampoo as shampoo
 from gradxform._optimizers.sign_sgd import sign_sgd as sign_sgd
 from gradxform._optimizers.sign_sgd import signum as signum
 from gradxform._optimizers.sm3 import scale_by_sm3 as scale_by_sm3
 from gradxform._optimizers.sm3 import ScaleBySM3State as ScaleBySM3State
 from gradxform._optimizers.sm3 import sm3 as sm3
+from gradxform._optimizers.soap import scale_by_soap as scale_by_soap
+from gradxform._optimizers.soap import ScaleBySoapState as ScaleBySoapState
+from gradxform._optimizers.soap import soap as soap
 from gradxform._optimizers.yogi import scale_by_yogi as scale_by_yogi
 from gradxform._optimizers.yogi import ScaleByYogiState as ScaleByYogiState
 from gradxform._optimizers.yogi import yogi as yogi
