@@ -11,7 +11,7 @@ from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter
-from gradxform._core.objective import scalar_dtype, vdot
+from gradxform._core.objective import data_arguments, scalar_dtype, vdot
 from gradxform._core.hyperparams import named as _named
 from gradxform._transforms.scaling import scale_by_learning_rate
 
@@ -47,7 +47,7 @@ class _ScaleByPolyak(Transform):
             "(value - f_min) / |g|^2), but update() got none. gx.step(opt, loss_fn, params, state) "
             "passes it; by hand, call opt.update(grads, state, params, value=loss).")
       _tree.require_params(name, params, "evaluate value_fn(params)")
-      value = value_fn(params)
+      value = value_fn(params, **data_arguments(value_fn, extra))
     dtype = scalar_dtype(updates)
     gap = jnp.maximum(jnp.asarray(value).astype(dtype) - hp["f_min"].astype(dtype), 0)
     step = _tree.divide_or_zero(gap, vdot(updates, updates, dtype) + hp["eps"].astype(dtype))
