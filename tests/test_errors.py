@@ -21,7 +21,7 @@ import gradxform as gx
     (lambda: gx.adadelta(eps=0.0), r"adadelta: .*eps=0.0 is out of range \(0, inf\)"),
     (lambda: gx.nadam(1e-3, momentum_decay=-1.0), r"momentum_decay"),
     (lambda: gx.lion(1e-3, b2=2.0), r"lion: .*b2=2.0"),
-    (lambda: gx.clip_by_global_norm(0.0), r"clip_by_global_norm: max_norm=0.0"),
+    (lambda: gx.clip_by_global_norm(-1.0), r"clip_by_global_norm: max_norm=-1.0"),
     (lambda: gx.clip(-1.0), r"clip: max_delta=-1.0"),
     (lambda: gx.adam(float("nan")), r"learning_rate=nan is not finite"),
     (lambda: gx.adam(jnp.array([1e-3, -1e-3])), r"learning_rate=\[ 0.001 -0.001\] is out of range"),

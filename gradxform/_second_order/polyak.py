@@ -88,8 +88,8 @@ def scale_by_polyak(f_min: Any = 0.0, max_learning_rate: Any = 1.0, eps: Any = 0
   """
   check_hyperparameter("scale_by_polyak", "f_min", f_min,
                        hint="f_min is the minimum value of the loss (or a lower bound on it), e.g. 0.0.")
-  check_hyperparameter("scale_by_polyak", "max_learning_rate", max_learning_rate, low=0.0, low_open=True,
-                       hint="max_learning_rate caps the Polyak step size; it must be positive, e.g. 1.0.")
+  check_hyperparameter("scale_by_polyak", "max_learning_rate", max_learning_rate, low=0.0,
+                       hint="max_learning_rate caps the Polyak step size; it must be non-negative, e.g. 1.0.")
   check_hyperparameter("scale_by_polyak", "eps", eps, low=0.0,
                        hint="eps is added to the squared gradient norm; it must be >= 0.")
   return _ScaleByPolyak(f_min, max_learning_rate, eps)
