@@ -3,7 +3,7 @@
 The update rules in gradxform are written once, for one array, as a function of
 the gradient leaf, the state leaves and scalar hyperparameters. :func:`leafwise`
 lifts such a rule to whole trees: it checks that the gradient tree matches the
-state (structure, shapes, dtypes), runs the rule in at least float32 (so a
+state (structure and shapes), runs the rule in at least float32 (so a
 ``b2`` of 0.999 is never rounded to 1.0 for bfloat16 parameters, as torch's
 "opmath" does) and casts every result back to the dtype it is stored in. A rule
 computes its update from new state *as stored* (``stored``), as torch and optax
