@@ -262,6 +262,9 @@ from gradxform._scale_out.quantized import ScaleByAdam8bitState as ScaleByAdam8b
 from gradxform._scale_out.sharding import member_shardings as member_shardings
 from gradxform._scale_out.sharding import state_shardings as state_shardings
 
+# optax_like/: optax's names, defaults and variants (a second public place, on purpose: see its docstring)
+from gradxform import optax_like as optax_like
+
 try:
   __version__ = _metadata.version("gradxform")
 except _metadata.PackageNotFoundError:  # running from a source checkout

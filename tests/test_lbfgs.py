@@ -240,3 +240,52 @@ def test_lbfgs_needs_params():
   opt = gx.scale_by_lbfgs()
   with pytest.raises(ValueError, match=r"scale_by_lbfgs: params are required in update\(\)"):
     opt.update(jnp.ones(2), opt.init(jnp.ones(2)))
+
+
+def test_curvature_safeguard_is_scale_free_on_a_float32_quadratic():
+  """f(x) = c·(½xᵀAx − bᵀx) with c = 1, 1e4, 1e6, 1e8 in float32: every pair kept, as optax.lbfgs and scipy.
+
+  The safeguard used to be ``sᵀy > ε·yᵀy``, which rejects every pair once the
+  curvature ``c·λ`` exceeds 1/ε: at c = 1e6 L-BFGS kept no pair and stalled.
+  """
+  optax = pytest.importorskip("optax")
+  rng = np.random.default_rng(0)
+  n = 20
+  q = np.linalg.qr(rng.normal(size=(n, n)))[0]
+  a = (q * np.logspace(0, 2, n)) @ q.T  # condition number 100
+  b = rng.normal(size=n)
+  x_star = np.linalg.solve(a, b)
+  a32, b32 = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+  loss = lambda x, c: c * (0.5 * x @ a32 @ x - b32 @ x)
+  opt, ref = gx.lbfgs(), optax.lbfgs()
+  ref_value_and_grad = optax.value_and_grad_from_state(loss)
+
+  @jax.jit
+  def gx_run(c):
+    def body(_, carry):
+      x, state = carry
+      x, state, _ = gx.step(opt, lambda p: loss(p, c), x, state)
+      return x, state
+    x = jnp.zeros(n, jnp.float32)
+    return jax.lax.fori_loop(0, 60, body, (x, opt.init(x)))
+
+  @jax.jit
+  def optax_run(c):
+    def body(_, carry):
+      x, state = carry
+      value, grad = ref_value_and_grad(x, c, state=state)
+      updates, state = ref.update(grad, state, x, value=value, grad=grad, value_fn=loss, c=c)
+      return optax.apply_updates(x, updates), state
+    x = jnp.zeros(n, jnp.float32)
+    return jax.lax.fori_loop(0, 60, body, (x, ref.init(x)))[0]
+
+  for c in (1.0, 1e4, 1e6, 1e8):
+    x, state = gx_run(jnp.float32(c))
+    with jax.numpy_dtype_promotion("standard"):
+      x_optax = optax_run(jnp.float32(c))
+    x_scipy = scipy.optimize.minimize(lambda x: (c * (0.5 * x @ a @ x - b @ x), c * (a @ x - b)), np.zeros(n),
+                                      jac=True, method="L-BFGS-B", options=dict(gtol=0.0, ftol=0.0)).x
+    error = lambda x: float(np.linalg.norm(np.asarray(x, np.float64) - x_star) / np.linalg.norm(x_star))
+    assert int(state[0].num_pairs) == 10, f"c={c}: only {int(state[0].num_pairs)} pairs kept"
+    assert error(x_scipy) < 1e-5 and error(x_optax) < 1e-3, (c, error(x_scipy), error(x_optax))
+    assert error(x) < 1e-3, f"c={c}: gx at relative distance {error(x):.2e} (optax {error(x_optax):.2e})"

@@ -363,7 +363,7 @@ def test_trace_records_scheduled_momentum():
 ERRORS = [  # (error, message after "gx.schedules.", constructor call)
     (ValueError, "cosine_decay: decay_steps=0 must be a positive integer",
      lambda: S.cosine_decay(0.1, 0)),
-    (TypeError, "linear: transition_steps must be a positive Python integer",
+    (TypeError, "linear: transition_steps must be a non-negative Python integer",
      lambda: S.linear(1.0, 0.0, 10.0)),
     (TypeError, "linear: transition_steps", lambda: S.linear(1.0, 0.0, True)),
     (ValueError, "linear: transition_begin=-1 must be a non-negative",
@@ -373,10 +373,24 @@ ERRORS = [  # (error, message after "gx.schedules.", constructor call)
      lambda: S.linear(S.constant(1.0), 0.0, 10)),
     (TypeError, "constant: value must be a number", lambda: S.constant("0.1")),
     (ValueError, "polynomial: power=0.0 is out of range", lambda: S.polynomial(1.0, 0.0, 0.0, 10)),
-    (ValueError, "polynomial: transition_steps=0", lambda: S.polynomial(1.0, 0.0, 1.0, 0)),
+    (ValueError, "polynomial: transition_steps=-1 must be a non-negative", lambda: S.polynomial(1.0, 0.0, 1.0, -1)),
     (ValueError, "exponential_decay: decay_rate=0.0 is out of range",
      lambda: S.exponential_decay(1.0, 10, 0.0)),
-    (ValueError, "exponential_decay: transition_steps=0", lambda: S.exponential_decay(1.0, 0, 0.5)),
+    (ValueError, "exponential_decay: transition_steps=-1 must be a non-negative",
+     lambda: S.exponential_decay(1.0, -1, 0.5)),
+    # int32 step counts stop at 2**31 - 1: a later step is refused, not overflowed at evaluation
+    (ValueError, "linear: transition_steps=2147483648 is beyond the last step",
+     lambda: S.linear(1.0, 0.0, 2**31)),
+    (ValueError, "linear: transition_begin + transition_steps=2147483648 is beyond",
+     lambda: S.linear(1.0, 0.0, 2**30, 2**30)),
+    (ValueError, "cosine_decay: decay_steps=2147483648 is beyond", lambda: S.cosine_decay(1.0, 2**31)),
+    (ValueError, "piecewise_constant: boundary 4294967296=4294967296 is beyond",
+     lambda: S.piecewise_constant(1.0, {2**32: 0.1})),
+    (ValueError, "join: boundaries[0]=2147483648 is beyond",
+     lambda: S.join([S.constant(1.0), S.constant(2.0)], [2**31])),
+    (ValueError, "warmup_stable_decay: warmup_steps + stable_steps + decay_steps=2147483649 is beyond",
+     lambda: S.warmup_stable_decay(1.0, 1, 2**31 - 2, 2)),
+    (ValueError, "one_cycle: total_steps=2147483648 is beyond", lambda: S.one_cycle(1.0, 2**31)),
     (TypeError, "piecewise_constant: boundaries_and_scales must be a dict",
      lambda: S.piecewise_constant(1.0, [(10, 0.1)])),
     (ValueError, "piecewise_constant: scale at boundary 10=-0.1",
@@ -421,3 +435,51 @@ def test_traced_values_are_not_validated():
   # Values are only known at run time under jit: no construction-time check.
   value = jax.jit(lambda v: S.exponential_decay(1.0, 2, v)(jnp.int32(2)))(0.5)
   np.testing.assert_allclose(value, 0.5)
+
+
+# ------------------------------------------- boundaries: zero-length transitions and int32 counts
+
+
+@pytest.mark.parametrize("name, build, build_optax", [
+    ("linear", lambda: S.linear(0.3, 0.1, 0, 5), lambda o: o.linear_schedule(0.3, 0.1, 0, 5)),
+    ("polynomial", lambda: S.polynomial(0.3, 0.1, 2.0, 0), lambda o: o.polynomial_schedule(0.3, 0.1, 2.0, 0)),
+    ("exponential_decay", lambda: S.exponential_decay(0.3, 0, 0.5),
+     lambda o: o.exponential_decay(0.3, 0, 0.5)),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_zero_transition_steps_is_a_constant_as_in_optax(optax, name, build, build_optax):
+  counts = [0, 1, 4, 5, 6, 1000]
+  expected = np.array([float(jnp.float32(build_optax(optax)(c))) for c in counts])
+  np.testing.assert_allclose(values(build(), counts), expected, rtol=0)
+  np.testing.assert_allclose(expected, 0.3, rtol=1e-7)  # the meaning: init_value throughout
+
+
+LAST = 2**31 - 1  # the last step an int32 count reaches (it saturates there)
+
+
+@pytest.mark.parametrize("build, expected", [  # expected: {count: value}
+    (lambda: S.linear(1.0, 0.0, LAST), {LAST: 0.0}),
+    (lambda: S.linear(1.0, 0.0, 10, LAST - 10), {LAST - 10: 1.0, LAST - 5: 0.5, LAST: 0.0}),
+    (lambda: S.polynomial(1.0, 0.0, 2.0, 10, LAST - 10), {LAST - 10: 1.0, LAST - 5: 0.25, LAST: 0.0}),
+    (lambda: S.exponential_decay(1.0, 1, 0.5, LAST - 2), {LAST - 2: 1.0, LAST - 1: 0.5, LAST: 0.25}),
+    (lambda: S.cosine_decay(1.0, LAST, alpha=0.25), {LAST: 0.25}),
+    (lambda: S.piecewise_constant(1.0, {LAST: 0.1}), {LAST - 1: 1.0, LAST: 0.1}),
+    (lambda: S.join([S.constant(1.0), S.constant(2.0)], [LAST]), {LAST - 1: 1.0, LAST: 2.0}),
+    (lambda: S.warmup_cosine_decay(0.0, 1.0, LAST - 2, LAST, end_value=0.5),
+     {LAST - 2: 1.0, LAST - 1: 0.75, LAST: 0.5}),
+    (lambda: S.warmup_stable_decay(1.0, 10, LAST - 20, 10, end_value=0.5),
+     {LAST - 10: 1.0, LAST - 5: 0.75, LAST: 0.5}),
+    (lambda: S.one_cycle(1.0, LAST), {LAST: 1.0 / 25 / 1e4}),
+])
+def test_steps_up_to_the_last_int32_count_evaluate_exactly_there(build, expected):
+  schedule = build()
+  run = jax.jit(lambda s, c: s(c))
+  for count, value in expected.items():  # integer step numbers are not rounded to float32 first
+    np.testing.assert_allclose(float(run(schedule, jnp.int32(count))), value, rtol=1e-5, atol=1e-7,
+                               err_msg=f"count {count}")
+  # the optimizer's saturating count reaches LAST and stays there: the schedule stays finite
+  tx = gx.scale_by_learning_rate(schedule)
+  state = tx.init({"w": jnp.ones(2)})
+  state = state._replace(count=jnp.int32(LAST - 1))
+  for _ in range(3):
+    updates, state = jax.jit(tx.update)({"w": jnp.ones(2)}, state)
+    assert int(state.count) == LAST and np.all(np.isfinite(updates["w"]))

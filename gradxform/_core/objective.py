@@ -8,7 +8,9 @@ to every stage):
 * ``grad``: its gradient at ``params`` (the raw gradient, whatever earlier
   stages did to ``updates``);
 * ``value_fn``: the loss function ``params -> scalar`` itself, to evaluate it
-  (or its derivatives) elsewhere.
+  (or its derivatives) elsewhere;
+* any other keyword (``x=``, ``batch=``): data that ``value_fn`` takes by
+  name, passed on to it as optax does (``value_fn(params, x=..., batch=...)``).
 
 :func:`gradxform.step` passes all three. A transform that needs one that is
 missing raises a ``TypeError`` at its first call naming the transform and the
@@ -19,6 +21,8 @@ least float32, never relying on implicit dtype promotion): dot products,
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -42,8 +46,34 @@ _HOW = ("gx.step(opt, loss_fn, params, state) and gx.minimize(opt, loss_fn, para
         "value=loss, grad=grads, value_fn=loss_fn).")
 
 
+_OBJECTIVE = ("value", "grad", "value_fn")
+
+
+def data_arguments(value_fn: Callable, extra: dict) -> dict:
+  """The extra arguments (``x=``, ``batch=``, ...) that ``value_fn`` accepts by name, as optax passes them.
+
+  All of them if ``value_fn`` takes ``**kwargs``; none of ``value``, ``grad``
+  and ``value_fn`` themselves.
+  """
+  data = {k: v for k, v in extra.items() if k not in _OBJECTIVE}
+  if not data:
+    return {}
+  try:
+    parameters = inspect.signature(value_fn).parameters.values()
+  except (TypeError, ValueError):
+    return {}
+  if any(p.kind is p.VAR_KEYWORD for p in parameters):
+    return data
+  names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+  return {k: v for k, v in data.items() if k in names}
+
+
 def require_value_fn(transform: str, extra: dict, why: str) -> Callable:
-  """The loss function ``extra['value_fn']``, or a ``TypeError`` naming ``transform``."""
+  """The loss function ``extra['value_fn']``, or a ``TypeError`` naming ``transform``.
+
+  Extra data arguments of ``update`` that it accepts by name (``x=``,
+  ``batch=``) are bound: the result is a function of the parameters only.
+  """
   value_fn = extra.get("value_fn")
   if value_fn is None:
     raise TypeError(
@@ -53,7 +83,8 @@ def require_value_fn(transform: str, extra: dict, why: str) -> Callable:
     raise TypeError(
         f"{transform}: value_fn must be the loss function params -> scalar, got "
         f"{type(value_fn).__name__}. {_HOW}")
-  return value_fn
+  data = data_arguments(value_fn, extra)
+  return functools.partial(value_fn, **data) if data else value_fn
 
 
 
@@ -83,7 +114,7 @@ def vdot(a: Any, b: Any, dtype: Any = None) -> jax.Array:
   dtype = scalar_dtype((a, b)) if dtype is None else dtype
   total = jnp.zeros((), dtype)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    total = total + jnp.vdot(jnp.asarray(x).astype(dtype), jnp.asarray(y).astype(dtype))
+    total = total + _tree.dot(jnp.asarray(x).astype(dtype), jnp.asarray(y).astype(dtype))
   return total
 
 
@@ -100,7 +131,8 @@ def axpy(alpha: jax.Array, direction: Any, x: Any) -> Any:
 
 def ravel(tree: Any, dtype: Any) -> jax.Array:
   """All leaves of ``tree`` as one vector of ``dtype`` (each leaf cast explicitly)."""
-  leaves = [jnp.ravel(jnp.asarray(x)).astype(dtype) for x in jax.tree.leaves(tree)]
+  # leaves split over Explicit mesh axes are gathered first: one vector has one layout
+  leaves = [jnp.ravel(_tree.replicated(jnp.asarray(x))).astype(dtype) for x in jax.tree.leaves(tree)]
   if not leaves:
     return jnp.zeros((0,), dtype)
   return jnp.concatenate(leaves)
@@ -112,7 +144,8 @@ def unravel_like(flat: jax.Array, tree: Any) -> Any:
   out, start = [], 0
   for leaf in leaves:
     leaf = jnp.asarray(leaf)
-    out.append(flat[start:start + leaf.size].reshape(leaf.shape).astype(leaf.dtype))
+    piece = flat[start:start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+    out.append(_tree.sharded_like(piece, leaf))  # back to the leaf's layout (Explicit mesh axes)
     start += leaf.size
   return jax.tree.unflatten(treedef, out)
 

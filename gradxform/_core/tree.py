@@ -3,7 +3,7 @@
 The update rules in gradxform are written once, for one array, as a function of
 the gradient leaf, the state leaves and scalar hyperparameters. :func:`leafwise`
 lifts such a rule to whole trees: it checks that the gradient tree matches the
-state (structure, shapes, dtypes), runs the rule in at least float32 (so a
+state (structure and shapes), runs the rule in at least float32 (so a
 ``b2`` of 0.999 is never rounded to 1.0 for bfloat16 parameters, as torch's
 "opmath" does) and casts every result back to the dtype it is stored in. A rule
 computes its update from new state *as stored* (``stored``), as torch and optax
@@ -163,7 +163,7 @@ def _structure_error(name: str, what: str, got: Any, expected: Any) -> ValueErro
   )
 
 
-def _check_leaves(name: str, what: str, paths, updates, reference, check_dtype: bool) -> None:
+def _check_leaves(name: str, what: str, paths, updates, reference) -> None:
   for path, g, s in zip(paths, updates, reference):
     if g is None or s is None:
       continue
@@ -172,13 +172,6 @@ def _check_leaves(name: str, what: str, paths, updates, reference, check_dtype: 
           f"{name}: the {what} at {keystr(path)} has shape {jnp.shape(g)}, but the "
           f"optimizer state for it has shape {jnp.shape(s)}. Gradients must have "
           "the shape of the parameters given to init()."
-      )
-    if check_dtype and jnp.result_type(g) != jnp.result_type(s):
-      raise TypeError(
-          f"{name}: the {what} at {keystr(path)} has dtype {jnp.result_type(g)}, but "
-          f"the optimizer state for it has dtype {jnp.result_type(s)}. Cast the "
-          "gradients to the parameters' dtype (jax.grad returns them in it), or "
-          "call init() with parameters of the gradients' dtype."
       )
 
 
@@ -214,8 +207,12 @@ def leafwise(
     *states: per-parameter state trees with the structure of ``updates``, or
       ``None``.
     scalars: named scalar hyperparameters (arrays), cast once per dtype.
-    check_dtype: for each state, whether its dtype must equal the gradients'
-      (true where the state inherited the parameters' dtype). Defaults to true.
+    check_dtype: for each state, whether it has the parameters' dtype (true
+      where the state inherited it, the default; false where its dtype was
+      chosen, e.g. ``mu_dtype``). The update comes back in the dtype of the
+      first such state (the parameters' dtype), else in the gradient's: float32
+      gradients for bfloat16 parameters are accepted, computed in float32,
+      stored in each state's dtype and returned in bfloat16.
     stored: also pass the rule ``stored(*new_leaves)``, which returns new
       values of the first states (in order) as they will be stored: rounded to
       each state's dtype, in the compute dtype. A rule whose update reads new
@@ -238,9 +235,9 @@ def leafwise(
     if state_def != treedef:
       raise _structure_error(name, "update", updates, state)
     leaves = [None if leaf is None else jnp.asarray(leaf) for leaf in leaves]
-    strict = check_dtype[i] if i < len(check_dtype) else True
-    _check_leaves(name, "update", paths, g_leaves, leaves, strict)
+    _check_leaves(name, "update", paths, g_leaves, leaves)
     state_leaves.append(leaves)
+  like_params = [check_dtype[i] if i < len(check_dtype) else True for i in range(len(states))]
 
   cast_cache: dict = {}
 
@@ -263,12 +260,13 @@ def leafwise(
       olds = [None if s is None else as_real(s) for s in olds]
     else:
       g_dtype, olds_dtypes = g.dtype, [None if s is None else s.dtype for s in olds]
-    dtype = compute_dtype(g.dtype)
+    dtype = compute_dtype(wider(g.dtype, *(s.dtype for s in olds if s is not None)))
+    out_dtype = next((d for d, like in zip(olds_dtypes, like_params) if like and d is not None), g_dtype)
     kwargs = cast_scalars(dtype)
     if stored:
       kwargs = {**kwargs, "stored": _storage(olds, dtype)}
     result = rule(_cast(g, dtype), *(None if s is None else _cast(s, dtype) for s in olds), **kwargs)
-    outs[0].append(as_complex(_cast(result[0], real_dtype(g_dtype)), g_dtype))
+    outs[0].append(as_complex(_cast(result[0], real_dtype(out_dtype)), out_dtype))
     for j, (new, old, old_dtype) in enumerate(zip(result[1:], olds, olds_dtypes)):
       outs[j + 1].append(None if new is None else as_complex(_cast(new, old.dtype), old_dtype))
   return tuple(
@@ -287,13 +285,57 @@ def global_norm(tree: Any) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(dtype))) for x in leaves))
 
 
+def explicit_sharding(x: Any) -> Optional[Any]:
+  """``x``'s sharding when it is part of its type (a mesh with Explicit axes that splits ``x``), else None.
+
+  With Auto axes (or no mesh) XLA propagates shardings itself and nothing is
+  needed; with Explicit axes an operation that mixes layouts (a concatenation,
+  a ``cond`` or ``scan`` carry, a contraction over a split axis) must be told.
+  """
+  try:
+    sharding = x.sharding if isinstance(x, jax.ShapeDtypeStruct) else jax.typeof(x).sharding
+  except (AttributeError, TypeError):
+    return None
+  mesh = getattr(sharding, "mesh", None)
+  spec = getattr(sharding, "spec", None)
+  if mesh is None or spec is None or not any(axis is not None for axis in spec):
+    return None
+  explicit = jax.sharding.AxisType.Explicit
+  if not any(t == explicit for t in getattr(mesh, "axis_types", ())):
+    return None
+  return sharding
+
+
+def replicated(x: jax.Array) -> jax.Array:
+  """``x`` gathered on every device when its type splits it over Explicit axes (else ``x`` itself)."""
+  sharding = explicit_sharding(x)
+  if sharding is None:
+    return x
+  return jax.sharding.reshard(x, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec()))
+
+
+def sharded_like(x: jax.Array, like: Any) -> jax.Array:
+  """``x`` laid out as ``like`` when ``like``'s type splits it over Explicit axes (else ``x`` itself)."""
+  sharding = explicit_sharding(like)
+  if sharding is None or explicit_sharding(x) == sharding:
+    return x
+  return jax.sharding.reshard(x, sharding)
+
+
+def dot(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``Σ_i a_i b_i`` of two arrays laid out alike, as a scalar on every device (any mesh)."""
+  return jnp.sum(a * b)
+
+
 def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   """``n / d``, and 0 where ``d == 0`` (with a finite gradient there, unlike a plain ``where``).
 
   Both arguments must have the same shape and dtype (no broadcasting): it is
   written with ``lax`` primitives, which are cheaper to trace per leaf.
   """
-  fill = lambda value: lax.broadcast_in_dim(np.array(value, denominator.dtype), denominator.shape, ())
+  # full_like keeps the operand's sharding (a constant broadcast without it is replicated, and
+  # select refuses mixed shardings on a mesh with Explicit axes)
+  fill = lambda value: lax.full_like(denominator, value)
   zero = lax.eq(denominator, fill(0))
   safe = lax.select(zero, fill(1), denominator)
   return lax.select(zero, fill(0), lax.div(numerator, safe))

@@ -15,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+import jax
+
+from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.module import static_field
 from gradxform._scale_out.packer import Packer
@@ -78,7 +81,7 @@ def _bind(transform: GradientTransformation, packer: Packer) -> GradientTransfor
 def _convert_extra(extra: dict, to_leaves: bool, packer: Packer) -> dict:
   """The objective's extra arguments (``grad``, ``value_fn``) moved between trees and buffers."""
   to_new, to_old = ((packer.unpack, lambda t: packer.pack(t, what="parameter")) if to_leaves
-                    else (lambda t: packer.pack(t, what="gradient"), packer.unpack))
+                    else (lambda t: packer.pack(t, what="gradient", cast=True), packer.unpack))
   out = dict(extra)
   if out.get("grad") is not None:
     out["grad"] = to_new(out["grad"])
@@ -105,11 +108,12 @@ class _Packed(GradientTransformation):
       if params is not None:
         self.packer.check_buffers(params, "packed(...).update", "parameters")
       return _bind(self.inner, self.packer).update(updates, state, params, **extra)
-    packer = Packer(updates)
+    # the parameters' layout (as init's): gradients of another floating dtype are cast to it
+    packer = Packer(updates if params is None else params)
     flat_params = None if params is None else packer.pack(params, what="parameter")
     try:
       flat_updates, state = _bind(self.inner, packer).update(
-          packer.pack(updates, what="gradient"), state, flat_params,
+          packer.pack(updates, what="gradient", cast=True), state, flat_params,
           **_convert_extra(extra, to_leaves=False, packer=packer))
     except ValueError as error:
       layout = ", ".join(f"{name}[{size}]" for name, size in packer.sizes)
@@ -117,7 +121,8 @@ class _Packed(GradientTransformation):
           f"packed(...): {error} Here the buffers are the gradient tree packed by dtype ({layout}, "
           f"{packer.num_leaves} leaves): a tree other than the one given to init() packs to other "
           "buffers.") from error
-    return packer.unpack(flat_updates), state
+    # each update laid out as its gradient (on a mesh with Explicit axes the buffers are gathered)
+    return jax.tree.map(_tree.sharded_like, packer.unpack(flat_updates), updates), state
 
 
 def packed(opt: GradientTransformation, packer: Optional[Packer] = None) -> GradientTransformation:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradxform._core import tree as _tree
 from gradxform._core.tree import keystr, tree_difference
 
 __all__ = ["Packer"]
@@ -176,7 +177,7 @@ class Packer:
 
   # ------------------------------------------------------------------ pack / unpack
 
-  def _check(self, tree: Any, what: str):
+  def _check(self, tree: Any, what: str, cast: bool = False):
     flat, treedef = _flatten(tree, what)
     if treedef != self.treedef:
       detail = tree_difference({keystr(p) for p, _ in flat}, set(self.paths), treedef, self.treedef, limit=5)
@@ -190,24 +191,30 @@ class Packer:
         raise ValueError(
             f"Packer.pack: the {what} at {keystr(path)} has shape {got_shape}, but the recorded "
             f"layout has {shape}.")
-      if jnp.dtype(got_dtype).name != dtype:
+      if jnp.dtype(got_dtype).name != dtype and cast and jnp.issubdtype(got_dtype, jnp.floating):
+        leaf = jnp.asarray(leaf).astype(dtype)
+      elif jnp.dtype(got_dtype).name != dtype:
         raise ValueError(
             f"Packer.pack: the {what} at {keystr(path)} has dtype {jnp.dtype(got_dtype).name}, but "
             f"the recorded layout has {dtype}.")
       leaves.append(leaf)
     return leaves
 
-  def pack(self, tree: Any, *, what: str = "leaf") -> dict[str, jax.Array]:
+  def pack(self, tree: Any, *, what: str = "leaf", cast: bool = False) -> dict[str, jax.Array]:
     """Ravels and concatenates the leaves of ``tree``: ``{buffer name: 1-D buffer}``.
+
+    With ``cast``, floating leaves of another dtype (float32 gradients of
+    bfloat16 parameters) are cast to the layout's dtype instead of refused.
 
     Raises:
       ValueError: naming the leaf's path, if the tree's structure, a shape or a
         dtype differs from the recorded layout (or a leaf is None).
     """
-    leaves = self._check(tree, what)
+    leaves = self._check(tree, what, cast)
     groups: dict[str, list] = {name: [] for name in self.buffer_names}
     for leaf, name in zip(leaves, self.buffers):
-      groups[name].append(jnp.ravel(jnp.asarray(leaf)))
+      # a leaf split over Explicit mesh axes is gathered first: one buffer has one layout
+      groups[name].append(jnp.ravel(_tree.replicated(jnp.asarray(leaf))))
     return {name: (parts[0] if len(parts) == 1 else jnp.concatenate(parts))
             for name, parts in groups.items()}
 

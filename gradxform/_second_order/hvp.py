@@ -115,10 +115,11 @@ def hutchinson_diagonal(fn: Callable[[Any], jax.Array], params: Any, key: jax.Ar
   def sample(i, total):
     keys = jax.random.split(jax.random.fold_in(key, i), max(len(leaves), 1))
     z = jax.tree.unflatten(treedef, [
-        jax.random.rademacher(k, jnp.shape(p), jnp.result_type(p)) for k, p in zip(keys, leaves)])
+        _tree.sharded_like(jax.random.rademacher(k, jnp.shape(p), jnp.result_type(p)), p)
+        for k, p in zip(keys, leaves)])
     hz = hvp(fn, params, z)
     return jax.tree.map(lambda t, a, b: t + a.astype(t.dtype) * b.astype(t.dtype), total, z, hz)
 
-  zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _tree.compute_dtype(jnp.result_type(p))), params)
+  zeros = jax.tree.map(lambda p: jnp.zeros_like(p, _tree.compute_dtype(jnp.result_type(p))), params)
   total = jax.lax.fori_loop(0, num_samples, sample, zeros)
   return jax.tree.map(lambda t, p: (t / num_samples).astype(jnp.result_type(p)), total, params)

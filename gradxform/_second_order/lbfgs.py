@@ -84,9 +84,11 @@ class _ScaleByLbfgs(Transform):
           f"scale_by_lbfgs: the params have {x.size} entries in all, but the state was built for "
           f"{state.params.size}. Call init() again for the new parameter tree.")
     s, y = x - state.params, g - state.grad
-    sy, yy = jnp.vdot(s, y), jnp.vdot(y, y)
-    # Keep the pair only if it has positive curvature (so H_k stays positive definite).
-    accept = (state.count > 0) & (sy > jnp.finfo(dtype).eps * yy) & jnp.isfinite(sy)
+    sy = jnp.vdot(s, y)
+    # Keep the pair only if it has positive curvature (so H_k stays positive definite), beyond
+    # the rounding error of sᵀy itself: ε·Σ|s_i||y_i| scales as sᵀy does, so the test does not
+    # depend on the scale of the loss or of the parameters.
+    accept = (state.count > 0) & (sy > jnp.finfo(dtype).eps * jnp.vdot(jnp.abs(s), jnp.abs(y))) & jnp.isfinite(sy)
     push = lambda buffer, row: jnp.where(accept, jnp.roll(buffer, -1, axis=0).at[-1].set(row), buffer)
     rho = 1 / jnp.where(accept, sy, 1)
     diffs_params, diffs_grads = push(state.diffs_params, s), push(state.diffs_grads, y)
@@ -118,9 +120,10 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
      H_k^0 = \\gamma_k I, \\ \\gamma_k = \\frac{s_{k-1}^\\top y_{k-1}}{y_{k-1}^\\top y_{k-1}},
      \\qquad u_k = H_k\\, g_k
 
-  A pair enters the memory only if ``sᵀy > ε_mach · yᵀy`` (positive
-  curvature), which keeps ``H_k`` positive definite, so ``u`` is a descent
-  direction. Before the first pair, ``u = min(1, 1/‖g‖) · g``. The memory is
+  A pair enters the memory only if ``sᵀy > ε_mach · Σ_j |s_j||y_j|``: positive
+  curvature beyond the rounding error of ``sᵀy``, a test that does not depend
+  on the scale of the loss or of the parameters. It keeps ``H_k`` positive
+  definite, so ``u`` is a descent direction. Before the first pair, ``u = min(1, 1/‖g‖) · g``. The memory is
   a ring of arrays of shape ``(m, n)`` over the raveled parameters, and the
   recursion is two ``lax.fori_loop``s with masks for unfilled rows, so the
   update is jittable. Follow it with a line search

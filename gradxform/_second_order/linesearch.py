@@ -159,7 +159,8 @@ def scale_by_backtracking_linesearch(c1: Any = 1e-4, decrease_factor: Any = 0.5,
     https://doi.org/10.2140/pjm.1966.16.1
   """
   name = "scale_by_backtracking_linesearch"
-  check_hyperparameter(name, "c1", c1, low=0.0, high=1.0, low_open=True, high_open=True,
+  # c1 = 0 (accept any decrease) is well defined, as in optax
+  check_hyperparameter(name, "c1", c1, low=0.0, high=1.0, high_open=True,
                        hint="c1 is the sufficient-decrease constant of the Armijo condition; use e.g. 1e-4.")
   check_hyperparameter(name, "decrease_factor", decrease_factor, low=0.0, high=1.0, low_open=True,
                        high_open=True, hint="decrease_factor shrinks the step after each failed trial; e.g. 0.5.")

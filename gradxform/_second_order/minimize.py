@@ -28,7 +28,8 @@ def _value_and_grad(where: str, loss_fn: Callable, params: Any) -> tuple[jax.Arr
   return jax.value_and_grad(loss_fn)(params)
 
 
-def step(opt: Any, loss_fn: Callable[[Any], jax.Array], params: Any, state: Any) -> tuple[Any, Any, jax.Array]:
+def step(opt: Any, loss_fn: Callable[..., jax.Array], params: Any, state: Any,
+         **data: Any) -> tuple[Any, Any, jax.Array]:
   """One optimizer step on ``loss_fn``, passing the objective to every stage.
 
   .. math::
@@ -39,15 +40,18 @@ def step(opt: Any, loss_fn: Callable[[Any], jax.Array], params: Any, state: Any)
 
   Transforms that need the loss (line searches, the curvature step, Newton,
   Sophia, Polyak) find it in these extra arguments; the others ignore them.
+  Data keywords (``gx.step(opt, loss_fn, params, state, batch=batch)``) go
+  to ``loss_fn(params, batch=batch)`` here and wherever a stage evaluates it.
   ``loss_fn`` is a Python function: under ``jax.jit`` make it static or
   close over it, e.g. ``jax.jit(gx.step, static_argnums=1)``, or call
   ``gx.step`` inside a jitted function (close over data batches there).
 
   Args:
     opt: a gradxform transform (an optax transform is wrapped, as in ``chain``).
-    loss_fn: ``params -> scalar loss``.
+    loss_fn: ``params -> scalar loss`` (``(params, **data) -> scalar`` with data).
     params: the current parameters.
     state: the optimizer state (``opt.init(params)`` at the start).
+    **data: keyword arguments of ``loss_fn`` besides the parameters (a batch).
 
   Returns:
     ``(new_params, new_state, value)``, where ``value`` is the loss at the
@@ -65,8 +69,8 @@ def step(opt: Any, loss_fn: Callable[[Any], jax.Array], params: Any, state: Any)
   """
   _check_loss_fn("step", loss_fn)
   opt = as_transform(opt, "step")
-  value, grad = _value_and_grad("step", loss_fn, params)
-  updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss_fn)
+  value, grad = _value_and_grad("step", functools.partial(loss_fn, **data) if data else loss_fn, params)
+  updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss_fn, **data)
   return apply_updates(params, updates), state, value
 
 

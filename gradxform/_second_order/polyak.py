@@ -11,7 +11,7 @@ from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter
-from gradxform._core.objective import scalar_dtype, vdot
+from gradxform._core.objective import data_arguments, scalar_dtype, vdot
 from gradxform._core.hyperparams import named as _named
 from gradxform._transforms.scaling import scale_by_learning_rate
 
@@ -47,7 +47,7 @@ class _ScaleByPolyak(Transform):
             "(value - f_min) / |g|^2), but update() got none. gx.step(opt, loss_fn, params, state) "
             "passes it; by hand, call opt.update(grads, state, params, value=loss).")
       _tree.require_params(name, params, "evaluate value_fn(params)")
-      value = value_fn(params)
+      value = value_fn(params, **data_arguments(value_fn, extra))
     dtype = scalar_dtype(updates)
     gap = jnp.maximum(jnp.asarray(value).astype(dtype) - hp["f_min"].astype(dtype), 0)
     step = _tree.divide_or_zero(gap, vdot(updates, updates, dtype) + hp["eps"].astype(dtype))
@@ -88,8 +88,8 @@ def scale_by_polyak(f_min: Any = 0.0, max_learning_rate: Any = 1.0, eps: Any = 0
   """
   check_hyperparameter("scale_by_polyak", "f_min", f_min,
                        hint="f_min is the minimum value of the loss (or a lower bound on it), e.g. 0.0.")
-  check_hyperparameter("scale_by_polyak", "max_learning_rate", max_learning_rate, low=0.0, low_open=True,
-                       hint="max_learning_rate caps the Polyak step size; it must be positive, e.g. 1.0.")
+  check_hyperparameter("scale_by_polyak", "max_learning_rate", max_learning_rate, low=0.0,
+                       hint="max_learning_rate caps the Polyak step size; it must be non-negative, e.g. 1.0.")
   check_hyperparameter("scale_by_polyak", "eps", eps, low=0.0,
                        hint="eps is added to the squared gradient norm; it must be >= 0.")
   return _ScaleByPolyak(f_min, max_learning_rate, eps)

@@ -163,12 +163,13 @@ def scale_by_zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, initial_step: Any = 
     and 3.6, https://doi.org/10.1007/978-0-387-40065-5
   """
   name = "scale_by_zoom_linesearch"
-  check_hyperparameter(name, "c1", c1, low=0.0, high=1.0, low_open=True, high_open=True,
+  # c1 = 0 (accept any decrease) is well defined, as in optax
+  check_hyperparameter(name, "c1", c1, low=0.0, high=1.0, high_open=True,
                        hint="c1 is the sufficient-decrease constant; use e.g. 1e-4.")
   check_hyperparameter(name, "c2", c2, low=0.0, high=1.0, low_open=True, high_open=True,
                        hint="c2 is the curvature constant; use 0.9 for (quasi-)Newton directions.")
   if isinstance(c1, (int, float)) and isinstance(c2, (int, float)) and not c1 < c2:
-    raise ValueError(f"{name}: c1={c1} must be smaller than c2={c2} (0 < c1 < c2 < 1), e.g. c1=1e-4, c2=0.9.")
+    raise ValueError(f"{name}: c1={c1} must be smaller than c2={c2} (0 <= c1 < c2 < 1), e.g. c1=1e-4, c2=0.9.")
   check_hyperparameter(name, "initial_step", initial_step, low=0.0, low_open=True,
                        hint="initial_step is the first step tried; use 1.0 for (quasi-)Newton directions.")
   check_hyperparameter(name, "increase_factor", increase_factor, low=1.0, low_open=True,

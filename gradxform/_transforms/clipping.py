@@ -103,14 +103,15 @@ def clip_by_global_norm(max_norm: Any) -> GradientTransformation:
   clipping and how many updates were clipped (:func:`gradxform.diagnostics`).
 
   Args:
-    max_norm: ``c > 0`` (float, array or schedule).
+    max_norm: ``c ≥ 0`` (float, array or schedule; 0 zeroes the updates).
 
   References:
     Pascanu, Mikolov & Bengio, 2013, "On the difficulty of training recurrent
     neural networks", https://arxiv.org/abs/1211.5063
   """
-  check_hyperparameter("clip_by_global_norm", "max_norm", max_norm, low=0.0, low_open=True,
-                       hint="max_norm is the largest allowed global norm; it must be positive, e.g. 1.0.")
+  # max_norm = 0 zeroes every update (optax accepts it too; here without its 0/0 at a zero gradient)
+  check_hyperparameter("clip_by_global_norm", "max_norm", max_norm, low=0.0,
+                       hint="max_norm is the largest allowed global norm; it must be non-negative, e.g. 1.0.")
   return _ClipByGlobalNorm(max_norm)
 
 

@@ -65,9 +65,28 @@ class _Static:
     return hash(self._key)
 
 
+def is_function(spec: Any) -> bool:
+  """Whether a mask or label ``spec`` is a function rather than a tree.
+
+  A callable that is also a pytree with leaves, none of them callable or an
+  array (an Equinox module of booleans, a Flax struct of labels), is a tree:
+  ``jax.tree.map(lambda x: x.ndim > 1, eqx.filter(model, eqx.is_inexact_array))``
+  gives one, and it keeps the model's ``__call__``. A ``jax.tree_util.Partial``
+  and a callable without leaves stay functions.
+  """
+  if not callable(spec) or isinstance(spec, _Static):
+    return False
+  if isinstance(spec, jax.tree_util.Partial):
+    return True
+  leaves = jax.tree.leaves(spec)
+  if not leaves or leaves[0] is spec:  # a plain function, or a callable with nothing in it
+    return True
+  return any(callable(leaf) or np.ndim(leaf) > 0 for leaf in leaves)
+
+
 def _freeze_spec(spec: Any) -> Any:
   """Functions stay as they are; trees and rule lists become hashable static values."""
-  return spec if callable(spec) else _Static(spec)
+  return spec if is_function(spec) else _Static(spec)
 
 
 def _takes_path(fn: Callable) -> bool:
@@ -96,9 +115,9 @@ def resolve(where: str, what: str, spec: Any, tree: Any) -> Any:
   """One mask value or label per leaf of ``tree``, from any of the accepted forms."""
   if isinstance(spec, _Static):
     spec = spec.value
-  if callable(spec) and _takes_path(spec):
+  if is_function(spec) and _takes_path(spec):
     return jax.tree_util.tree_map_with_path(lambda path, leaf: spec(path_str(path), leaf), tree)
-  if callable(spec):
+  if is_function(spec):
     return _broadcast(where, what, spec(tree), tree)
   if what == "label" and isinstance(spec, (list, tuple)) and all(
       isinstance(rule, tuple) and len(rule) == 2 for rule in spec):

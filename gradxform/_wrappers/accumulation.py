@@ -55,9 +55,10 @@ def _add(g: Any, a: jax.Array) -> jax.Array:
   return (a.astype(dtype) + g.astype(dtype)).astype(a.dtype)
 
 
-def _divide(a: jax.Array, k: int, dtype: Any) -> jax.Array:
+def _divide(a: jax.Array, k: Any, dtype: Any) -> jax.Array:
   """``a / k`` computed in at least float32, returned in ``dtype`` (the gradients')."""
-  return (a.astype(_tree.compute_dtype(a.dtype)) / k).astype(dtype)
+  compute = _tree.compute_dtype(a.dtype)
+  return (a.astype(compute) / jnp.asarray(k).astype(compute)).astype(dtype)
 
 
 class AccumulateState(NamedTuple):
@@ -66,39 +67,54 @@ class AccumulateState(NamedTuple):
   ``grad_acc`` (the parameters' structure, dtype ``acc_dtype`` or the
   parameters') holds the sum of the micro-gradients since the last inner step;
   ``inner_state`` is the wrapped transform's state, which changes only on
-  every ``every_k``-th micro-step.
+  every ``every_k``-th micro-step. ``emitted`` says whether the last call
+  ran the inner step (its update is the one to apply, e.g. to count optimizer
+  steps or log); ``gradient_step`` counts those calls.
   """
 
   mini_step: jax.Array  # int32 scalar, micro-steps accumulated so far in this cycle, in [0, every_k)
   grad_acc: Any
   inner_state: Any
+  gradient_step: jax.Array  # int32 scalar, inner steps taken (the count a schedule of every_k sees)
+  emitted: jax.Array  # bool scalar, whether the last update was an inner step (optax's has_updated)
 
 
 class _Accumulate(GradientTransformation):
   inner: GradientTransformation
   every_k: int = static_field()
   acc_dtype: Optional[Any] = static_field(default=None)
+  every_k_schedule: Any = None  # a schedule gradient_step -> k (then every_k is ignored)
 
   def init(self, params):
     return AccumulateState(
         mini_step=jnp.zeros([], jnp.int32),
         grad_acc=_tree.zeros_like(_NAME, params, self.acc_dtype),
         inner_state=self.inner.init(params),
+        gradient_step=jnp.zeros([], jnp.int32),
+        emitted=jnp.zeros([], jnp.bool_),
     )
+
+  def period(self, gradient_step: jax.Array) -> Any:
+    """``k`` for the cycle after ``gradient_step`` inner steps: an int, or the schedule's value (int32, >= 1)."""
+    if self.every_k_schedule is None:
+      return self.every_k
+    k = jnp.asarray(self.every_k_schedule(gradient_step))
+    if not jnp.issubdtype(k.dtype, jnp.integer):
+      k = jnp.round(k)
+    return jnp.maximum(k.astype(jnp.int32), 1)
 
   def update(self, updates, state, params=None, **extra):
     if not isinstance(state, AccumulateState):
       raise TypeError(
           f"{_NAME}: expected an AccumulateState as state, got {type(state).__name__}. "
           "Pass the state returned by this transform's init() or update().")
-    k = self.every_k
+    k = self.period(state.gradient_step)
     _tree.check_floating(_NAME, updates, "update")
     flat, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_tree.is_none)
     acc_leaves, acc_def = jax.tree.flatten(state.grad_acc, is_leaf=_tree.is_none)
     if acc_def != treedef:
       raise _tree._structure_error(_NAME, "update", updates, state.grad_acc)
-    _tree._check_leaves(_NAME, "update", [path for path, _ in flat], [g for _, g in flat],
-                        acc_leaves, check_dtype=False)
+    _tree._check_leaves(_NAME, "update", [path for path, _ in flat], [g for _, g in flat], acc_leaves)
     acc = jax.tree.map(_add, updates, state.grad_acc, is_leaf=_tree.is_none)
     mini_step = state.mini_step + 1
     emit = mini_step >= k
@@ -112,8 +128,9 @@ class _Accumulate(GradientTransformation):
     out_updates, _ = jax.eval_shape(inner_step)
 
     def skip():
-      zeros = jax.tree.map(lambda s: None if s is None else jnp.zeros(s.shape, s.dtype), out_updates,
-                           is_leaf=_tree.is_none)
+      # laid out as the inner update (cond's branches must agree on Explicit mesh axes)
+      zeros = jax.tree.map(lambda s: None if s is None else _tree.sharded_like(jnp.zeros(s.shape, s.dtype), s),
+                           out_updates, is_leaf=_tree.is_none)
       return zeros, state.inner_state
 
     new_updates, inner_state = jax.lax.cond(emit, inner_step, skip)
@@ -121,11 +138,13 @@ class _Accumulate(GradientTransformation):
         mini_step=jnp.where(emit, jnp.zeros([], jnp.int32), mini_step),
         grad_acc=jax.tree.map(lambda a: jnp.where(emit, jnp.zeros_like(a), a), acc),
         inner_state=inner_state,
+        gradient_step=jnp.where(emit, _tree.increment(state.gradient_step), state.gradient_step),
+        emitted=emit,
     )
     return new_updates, new_state
 
 
-def accumulate(inner: Any, every_k: int, acc_dtype: Optional[Any] = None) -> GradientTransformation:
+def accumulate(inner: Any, every_k: Any, acc_dtype: Optional[Any] = None) -> GradientTransformation:
   """Gradient accumulation: one step of ``inner`` on the mean of ``k`` micro-batch gradients.
 
   With ``k = every_k`` and micro-step ``j = 1, 2, …``:
@@ -151,7 +170,10 @@ def accumulate(inner: Any, every_k: int, acc_dtype: Optional[Any] = None) -> Gra
 
   Args:
     inner: the transform applied to the mean gradient (gradxform or optax).
-    every_k: ``k ≥ 1``, the number of micro-batches per step (a static int).
+    every_k: ``k ≥ 1``, the number of micro-batches per step: a static int,
+      or a schedule ``gradient_step -> k`` (a ``gx.schedules`` schedule or a
+      function, as optax's ``every_k_schedule``), evaluated at the number of
+      inner steps taken; values are rounded to integers and floored at 1.
     acc_dtype: dtype of the accumulator (default: each parameter's). With
       bfloat16 parameters, ``jnp.float32`` keeps the sum exact enough; the
       mean is cast back to the gradients' dtype before ``inner`` sees it.
@@ -165,6 +187,8 @@ def accumulate(inner: Any, every_k: int, acc_dtype: Optional[Any] = None) -> Gra
     https://arxiv.org/abs/1706.02677
   """
   inner = as_transform(inner, _NAME)
-  every_k = check_period(_NAME, "every_k", every_k, "the number of micro-batches accumulated per step")
   acc_dtype = floating_dtype(_NAME, "acc_dtype", acc_dtype)
+  if callable(every_k):
+    return _Accumulate(inner, every_k=0, acc_dtype=acc_dtype, every_k_schedule=every_k)
+  every_k = check_period(_NAME, "every_k", every_k, "the number of micro-batches accumulated per step")
   return _Accumulate(inner, every_k=every_k, acc_dtype=acc_dtype)

@@ -31,8 +31,7 @@ def _check_params(name: str, params: Any, reference: Any) -> None:
   leaves, ref_def = jax.tree.flatten(reference, is_leaf=_tree.is_none)
   if treedef != ref_def:
     raise _tree._structure_error(name, "params", params, reference)
-  _tree._check_leaves(name, "params", [path for path, _ in flat], [p for _, p in flat], leaves,
-                      check_dtype=False)
+  _tree._check_leaves(name, "params", [path for path, _ in flat], [p for _, p in flat], leaves)
 
 
 class LookaheadState(NamedTuple):
@@ -54,6 +53,7 @@ class _Lookahead(Transform):
   inner: GradientTransformation
   slow_step_size: Any
   sync_period: int = static_field(default=5)
+  reset_state: bool = static_field(default=False)
   State = LookaheadState
 
   def init_fields(self, params):
@@ -91,10 +91,14 @@ class _Lookahead(Transform):
     outs = [rule(path, u, p, s) for (path, u), p, s in zip(flat, p_leaves, s_leaves)]
     new_updates = jax.tree.unflatten(treedef, [u for u, _ in outs])
     slow = jax.tree.unflatten(treedef, [s for _, s in outs])
+    if self.reset_state:  # a synchronization restarts the fast optimizer at the new (slow) weights
+      fresh = self.inner.init(jax.tree.map(lambda p, s: s.astype(jnp.result_type(p)), params, slow))
+      inner_state = jax.tree.map(lambda new, old: jnp.where(sync, new, old), fresh, inner_state)
     return new_updates, {"slow": slow, "inner_state": inner_state}
 
 
-def lookahead(inner: Any, sync_period: int = 5, slow_step_size: Any = 0.5) -> GradientTransformation:
+def lookahead(inner: Any, sync_period: int = 5, slow_step_size: Any = 0.5,
+              reset_state: bool = False) -> GradientTransformation:
   """Lookahead: the parameters follow ``inner``, and every ``k`` steps move towards slow weights.
 
   Algorithm 1 of Zhang et al. (2019), on the ordinary parameters: the
@@ -114,7 +118,9 @@ def lookahead(inner: Any, sync_period: int = 5, slow_step_size: Any = 0.5) -> Gr
   so the returned update is ``u_t = inner(g_t)``, or ``φ_new − θ_{t-1}`` on a
   synchronization step (the parameters jump to the new slow weights, which
   are also the next fast weights). The inner optimizer's state is carried
-  across synchronizations, not reset. After a synchronization the
+  across synchronizations (as the paper and torch-optimizer do), or, with
+  ``reset_state=True`` (optax's option), replaced by ``inner.init`` at the
+  new weights on each synchronization step. After a synchronization the
   parameters *are* the slow weights; evaluate there (or read
   ``state.slow``). Use it as the last stage of a chain, or wrap the whole
   chain, since later stages would change the update it computed.
@@ -125,6 +131,8 @@ def lookahead(inner: Any, sync_period: int = 5, slow_step_size: Any = 0.5) -> Gr
       the paper uses 5 or 10).
     slow_step_size: ``α`` in [0, 1] (float, array, or a schedule of the step
       count); ``α = 1`` is plain ``inner``.
+    reset_state: re-initialize the inner optimizer's state at each
+      synchronization (optax's ``reset_state``).
 
   Returns:
     A transform with state :class:`LookaheadState`. ``init`` and ``update``
@@ -140,7 +148,7 @@ def lookahead(inner: Any, sync_period: int = 5, slow_step_size: Any = 0.5) -> Gr
   check_hyperparameter("lookahead", "slow_step_size", slow_step_size, low=0.0, high=1.0,
                        hint="slow_step_size is the slow weights' step α towards the fast weights; "
                             "the paper uses 0.5.")
-  return _Lookahead(inner, slow_step_size, sync_period=sync_period)
+  return _Lookahead(inner, slow_step_size, sync_period=sync_period, reset_state=bool(reset_state))
 
 
 class EmaParamsState(NamedTuple):

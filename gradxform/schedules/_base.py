@@ -16,6 +16,8 @@ from gradxform._core.tree import wider
 __all__ = ["Schedule"]
 
 DECAY_SHAPES = ("linear", "cosine", "sqrt")
+# The optimizers' step count is an int32 that saturates here: a later step is never reached.
+MAX_STEP = int(np.iinfo(np.int32).max)
 ANNEAL_STRATEGIES = ("cos", "linear")
 
 
@@ -48,6 +50,18 @@ def prepare(count: Any, *values: Any) -> tuple[jax.Array, ...]:
   return (count,) + tuple(jnp.asarray(v, dtype) for v in values)
 
 
+def since(count: Any, begin: int, dtype: Any) -> jax.Array:
+  """``max(count − begin, 0)`` in ``dtype``, subtracting integer counts exactly before rounding.
+
+  A float32 count cannot tell 2³¹ − 2 from 2³¹ − 1; the difference of two
+  int32 step numbers is exact.
+  """
+  count = jnp.asarray(count)
+  if jnp.issubdtype(count.dtype, jnp.integer):
+    return jnp.maximum(count - begin, 0).astype(dtype) if begin else count.astype(dtype)
+  return jnp.maximum(count.astype(dtype) - begin, 0)
+
+
 def lerp(start: jax.Array, end: jax.Array, weight: jax.Array) -> jax.Array:
   """``start·(1 − w) + end·w``: exactly ``start`` at ``w = 0`` and ``end`` at ``w = 1``."""
   return start * (1 - weight) + end * weight
@@ -72,7 +86,18 @@ def check_steps(fn: str, name: str, value: Any, meaning: str, *, positive: bool 
         f"{where}: {name}={steps} must be a {kind} integer ({meaning}). "
         f"Pass {name}{'>=1' if positive else '>=0'}."
     )
+  check_reachable(fn, name, steps)
   return steps
+
+
+def check_reachable(fn: str, name: str, steps: int) -> None:
+  """Refuses a step number the int32 step count cannot reach (it saturates at 2³¹ − 1)."""
+  if steps > MAX_STEP:
+    raise ValueError(
+        f"gx.schedules.{fn}: {name}={steps} is beyond the last step an optimizer can count: "
+        f"step counts are int32 and stop at 2**31 - 1 = {MAX_STEP}, so the schedule would "
+        f"never get there. Pass {name} <= {MAX_STEP}."
+    )
 
 
 def check_value(fn: str, name: str, value: Any, hint: str = "", **bounds: Any) -> None:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._core.module import static_field
-from gradxform.schedules._base import prepare, lerp, check_steps, check_value, check_option, DECAY_SHAPES, ANNEAL_STRATEGIES, Schedule
+from gradxform.schedules._base import prepare, lerp, since, check_reachable, check_steps, check_value, check_option, DECAY_SHAPES, ANNEAL_STRATEGIES, Schedule
 
 __all__ = ["cosine_decay", "one_cycle", "one_cycle_momentum", "warmup_cosine_decay", "warmup_stable_decay"]
 
@@ -62,12 +62,13 @@ class _WarmupCosineDecay(Schedule):
   decay_steps: int = static_field()
 
   def __call__(self, count):
+    raw = count
     count, init_value, peak_value, end_value, exponent = prepare(
         count, self.init_value, self.peak_value, self.end_value, self.exponent)
     warmup = max(self.warmup_steps, 1)
     warm = lerp(init_value, peak_value, jnp.clip(count / warmup, 0, 1))
     cosine_steps = self.decay_steps - self.warmup_steps
-    elapsed = jnp.clip(count - self.warmup_steps, 0, cosine_steps)
+    elapsed = jnp.minimum(since(raw, self.warmup_steps, count.dtype), cosine_steps)
     cosine = 0.5 * (1 + jnp.cos(jnp.pi * elapsed / cosine_steps))
     decayed = lerp(end_value, peak_value, cosine ** exponent)
     return jnp.where(count < self.warmup_steps, warm, decayed)
@@ -131,11 +132,12 @@ class _WarmupStableDecay(Schedule):
   decay_shape: str = static_field(default="linear")
 
   def __call__(self, count):
+    raw = count
     count, peak_value, init_value, end_value = prepare(
         count, self.peak_value, self.init_value, self.end_value)
     warm = lerp(init_value, peak_value, jnp.clip(count / max(self.warmup_steps, 1), 0, 1))
     start = self.warmup_steps + self.stable_steps
-    fraction = jnp.clip((count - start) / self.decay_steps, 0, 1)
+    fraction = jnp.minimum(since(raw, start, count.dtype) / self.decay_steps, 1)
     if self.decay_shape == "linear":
       remaining = 1 - fraction
     elif self.decay_shape == "cosine":
@@ -187,6 +189,7 @@ def warmup_stable_decay(peak_value: Any, warmup_steps: int, stable_steps: int, d
                         "the number of steps at peak_value", positive=False)
   decay = check_steps(fn, "decay_steps", decay_steps,
                        "the number of steps from peak_value to end_value")
+  check_reachable(fn, "warmup_steps + stable_steps + decay_steps", warmup + stable + decay)
   shape = check_option(fn, "decay_shape", decay_shape, DECAY_SHAPES)
   return _WarmupStableDecay(peak_value, init_value, end_value, warmup_steps=warmup,
                             stable_steps=stable, decay_steps=decay, decay_shape=shape)

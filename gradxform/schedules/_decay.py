@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional
 import jax.numpy as jnp
 
 from gradxform._core.module import static_field
-from gradxform.schedules._base import float_dtype, prepare, lerp, check_steps, check_value, Schedule
+from gradxform.schedules._base import float_dtype, prepare, lerp, since, check_reachable, check_steps, check_value, Schedule
 
 __all__ = ["constant", "exponential_decay", "linear", "piecewise_constant", "polynomial"]
 
@@ -45,8 +45,11 @@ class _Linear(Schedule):
   transition_begin: int = static_field(default=0)
 
   def __call__(self, count):
-    count, init_value, end_value = prepare(count, self.init_value, self.end_value)
-    weight = jnp.clip(count - self.transition_begin, 0, self.transition_steps) / self.transition_steps
+    _, init_value, end_value = prepare(count, self.init_value, self.end_value)
+    if self.transition_steps == 0:  # optax's meaning: a constant init_value
+      return init_value
+    elapsed = since(count, self.transition_begin, init_value.dtype)
+    weight = jnp.minimum(elapsed, self.transition_steps) / self.transition_steps
     return lerp(init_value, end_value, weight)
 
 def linear(init_value: Any, end_value: Any, transition_steps: int,
@@ -62,7 +65,8 @@ def linear(init_value: Any, end_value: Any, transition_steps: int,
   Args:
     init_value: ``I``, the value up to ``transition_begin``.
     end_value: ``E``, the value from ``transition_begin + transition_steps`` on.
-    transition_steps: ``T``, a positive integer, the length of the transition.
+    transition_steps: ``T``, a non-negative integer, the length of the transition
+      (0: the value stays ``init_value``, as in optax).
     transition_begin: ``B``, a non-negative integer, the step at which it starts.
 
   Returns:
@@ -75,9 +79,10 @@ def linear(init_value: Any, end_value: Any, transition_steps: int,
   check_value("linear", "init_value", init_value)
   check_value("linear", "end_value", end_value)
   steps = check_steps("linear", "transition_steps", transition_steps,
-                       "the number of steps from init_value to end_value")
+                       "the number of steps from init_value to end_value", positive=False)
   begin = check_steps("linear", "transition_begin", transition_begin,
                        "the step at which the transition starts", positive=False)
+  check_reachable("linear", "transition_begin + transition_steps", begin + steps)
   return _Linear(init_value, end_value, transition_steps=steps, transition_begin=begin)
 
 class _Polynomial(Schedule):
@@ -88,8 +93,11 @@ class _Polynomial(Schedule):
   transition_begin: int = static_field(default=0)
 
   def __call__(self, count):
-    count, init_value, end_value, power = prepare(count, self.init_value, self.end_value, self.power)
-    done = jnp.clip(count - self.transition_begin, 0, self.transition_steps) / self.transition_steps
+    _, init_value, end_value, power = prepare(count, self.init_value, self.end_value, self.power)
+    if self.transition_steps == 0:  # optax's meaning: a constant init_value
+      return init_value
+    elapsed = since(count, self.transition_begin, init_value.dtype)
+    done = jnp.minimum(elapsed, self.transition_steps) / self.transition_steps
     remaining = (1 - done) ** power
     return init_value * remaining + end_value * (1 - remaining)
 
@@ -105,7 +113,8 @@ def polynomial(init_value: Any, end_value: Any, power: Any, transition_steps: in
     init_value: ``I``, the value up to ``transition_begin``.
     end_value: ``E``, the value from ``transition_begin + transition_steps`` on.
     power: ``p > 0``, the exponent (1 is linear).
-    transition_steps: ``T``, a positive integer, the length of the transition.
+    transition_steps: ``T``, a non-negative integer, the length of the transition
+      (0: the value stays ``init_value``, as in optax).
     transition_begin: ``B``, a non-negative integer, the step at which it starts.
 
   Returns:
@@ -121,9 +130,10 @@ def polynomial(init_value: Any, end_value: Any, power: Any, transition_steps: in
                hint="power is the exponent of the decay polynomial; use a positive "
                "number (1 is linear).")
   steps = check_steps("polynomial", "transition_steps", transition_steps,
-                       "the number of steps from init_value to end_value")
+                       "the number of steps from init_value to end_value", positive=False)
   begin = check_steps("polynomial", "transition_begin", transition_begin,
                        "the step at which the transition starts", positive=False)
+  check_reachable("polynomial", "transition_begin + transition_steps", begin + steps)
   return _Polynomial(init_value, end_value, power, transition_steps=steps, transition_begin=begin)
 
 class _ExponentialDecay(Schedule):
@@ -136,8 +146,10 @@ class _ExponentialDecay(Schedule):
 
   def __call__(self, count):
     bound = () if self.end_value is None else (self.end_value,)
-    count, init_value, decay_rate, *bound = prepare(count, self.init_value, self.decay_rate, *bound)
-    exponent = jnp.maximum(count - self.transition_begin, 0) / self.transition_steps
+    _, init_value, decay_rate, *bound = prepare(count, self.init_value, self.decay_rate, *bound)
+    if self.transition_steps == 0:  # optax's meaning: a constant init_value
+      return init_value
+    exponent = since(count, self.transition_begin, init_value.dtype) / self.transition_steps
     if self.staircase:
       exponent = jnp.floor(exponent)
     value = init_value * decay_rate ** exponent
@@ -160,8 +172,8 @@ def exponential_decay(init_value: Any, transition_steps: int, decay_rate: Any,
 
   Args:
     init_value: ``I``, the value up to ``transition_begin``.
-    transition_steps: ``T``, a positive integer: the value is multiplied by
-      ``r`` every ``T`` steps.
+    transition_steps: ``T``, a non-negative integer: the value is multiplied by
+      ``r`` every ``T`` steps (0: the value stays ``init_value``, as in optax).
     decay_rate: ``r > 0``.
     transition_begin: ``B``, a non-negative integer, the step at which decay starts.
     staircase: decay in discrete jumps (integer exponent) instead of continuously.
@@ -181,7 +193,7 @@ def exponential_decay(init_value: Any, transition_steps: int, decay_rate: Any,
   if end_value is not None:
     check_value("exponential_decay", "end_value", end_value)
   steps = check_steps("exponential_decay", "transition_steps", transition_steps,
-                       "the number of steps over which the value is multiplied by decay_rate")
+                       "the number of steps over which the value is multiplied by decay_rate", positive=False)
   begin = check_steps("exponential_decay", "transition_begin", transition_begin,
                        "the step at which decay starts", positive=False)
   return _ExponentialDecay(init_value, decay_rate, transition_steps=steps, transition_begin=begin,
@@ -193,9 +205,10 @@ class _PiecewiseConstant(Schedule):
   boundaries: tuple = static_field()
 
   def __call__(self, count):
-    count, value, *scales = prepare(count, self.init_value, *self.scales)
+    steps = jnp.asarray(count)  # compared as an integer: float32 cannot tell 2³¹ − 2 from 2³¹ − 1
+    _, value, *scales = prepare(count, self.init_value, *self.scales)
     for boundary, scale in zip(self.boundaries, scales):
-      value = jnp.where(count >= boundary, value * scale, value)
+      value = jnp.where(steps >= boundary, value * scale, value)
     return value
 
 def piecewise_constant(init_value: Any,
