@@ -216,6 +216,7 @@ def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bo
   References:
     Tieleman & Hinton, 2012; Graves, 2013 (centered), https://arxiv.org/abs/1308.0850
   """
+  accumulator_dtype = check_dtype_option("rmsprop", "accumulator_dtype", accumulator_dtype)
   nesterov = check_flag("rmsprop", "nesterov", nesterov)
   if nesterov and is_literal_zero(momentum):
     raise ValueError("rmsprop: nesterov=True needs a momentum > 0. Pass e.g. momentum=0.9.")

@@ -10,6 +10,7 @@ from gradxform._core.hyperparams import check_hyperparameter, is_literal_zero, n
 from gradxform._transforms.accumulators import trace
 from gradxform._transforms.options import check_flag, gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["sgd"]
 
@@ -51,6 +52,7 @@ def sgd(learning_rate: Any, momentum: Any = 0.0, nesterov: bool = False,
     Robbins & Monro, 1951; Polyak, 1964; Sutskever et al., 2013,
     http://proceedings.mlr.press/v28/sutskever13.html
   """
+  accumulator_dtype = check_dtype_option("sgd", "accumulator_dtype", accumulator_dtype)
   nesterov = check_flag("sgd", "nesterov", nesterov)
   if nesterov and is_literal_zero(momentum):
     raise ValueError("sgd: nesterov=True needs a momentum > 0 (with momentum=0 Nesterov is plain SGD). "

@@ -19,6 +19,7 @@ from gradxform._transforms.scaling import scale_by_learning_rate
 from gradxform._wrappers.accumulation import floating_dtype
 from gradxform._wrappers.averaging import _check_params, _copy
 from gradxform.schedules._base import Schedule, prepare
+from gradxform._transforms.options import check_flag
 
 __all__ = ["ScheduleFreeState", "schedule_free", "schedule_free_adamw", "schedule_free_eval_params",
            "schedule_free_radam", "schedule_free_sgd"]
@@ -312,6 +313,7 @@ def schedule_free_radam(learning_rate: Any = 0.0025, b1: Any = 0.9, b2: Any = 0.
     Defazio et al., 2024, https://arxiv.org/abs/2405.15682; Liu et al., 2020
     (RAdam), https://arxiv.org/abs/1908.03265
   """
+  silent_sgd_phase = check_flag("schedule_free_radam", "silent_sgd_phase", silent_sgd_phase)
   name = "schedule_free_radam"
   _check_learning_rate(name, learning_rate)
   check_betas(name, 0.0, b2, eps)
