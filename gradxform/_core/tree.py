@@ -13,6 +13,7 @@ thrown away.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
@@ -284,7 +285,13 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.zeros((), jnp.float32)
   leaves = [as_real(x) for x in leaves]  # |z|² = re² + im²
   dtype = compute_dtype(wider(*(x.dtype for x in leaves)))
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(dtype))) for x in leaves))
+  leaves = [x.astype(dtype) for x in leaves]
+  # Scaled by max|g| before squaring, so finite gradients such as [1e30, 1, 0] in float32 do not overflow
+  # (the norm is inf only when it exceeds the dtype's range, or a leaf is not finite).
+  scale = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), initial=0.0) for x in leaves])
+  safe = jnp.where((scale > 0) & jnp.isfinite(scale), scale, jnp.ones_like(scale))
+  total = sum(jnp.sum(jnp.square(x / safe)) for x in leaves)
+  return jnp.where(jnp.isfinite(scale), safe * jnp.sqrt(total), scale)
 
 
 def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
