@@ -294,6 +294,11 @@ def global_norm(tree: Any) -> jax.Array:
   return jnp.where(jnp.isfinite(scale), safe * jnp.sqrt(total), scale)
 
 
+def decayed(decay: jax.Array, x: jax.Array) -> jax.Array:
+  """``decay · x``, exactly 0 where ``decay == 0`` (so a decay of 0 forgets an old state even if it is inf)."""
+  return jnp.where(decay == 0, jnp.zeros_like(x), decay * x)
+
+
 def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   """``n / d``, and 0 where ``d == 0`` (with a finite gradient there, unlike a plain ``where``).
 

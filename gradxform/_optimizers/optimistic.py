@@ -129,7 +129,7 @@ class _NesterovEma(Transform):
     t = step_number(state, hp, "decay")
 
     def rule(g, m, decay, c, c_next, stored):
-      m, = stored(decay * m + (1 - decay) * g)
+      m, = stored(_tree.decayed(decay, m) + (1 - decay) * g)
       return decay * m / c_next + (1 - decay) * g / c, m
 
     scalars = {**hp, "c": 1 - hp["decay"] ** t, "c_next": 1 - hp["decay"] ** (t + 1)}

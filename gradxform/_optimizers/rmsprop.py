@@ -74,15 +74,16 @@ class _ScaleByRms(Transform):
     correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])
 
     def rule(g, nu, nu_max, grad_avg, num, decay, eps, eps_root, correction, stored):
-      nu, = stored(decay * nu + (1 - decay) * g * g)  # amsgrad's running maximum is of stored values
+      nu, = stored(_tree.decayed(decay, nu) + (1 - decay) * g * g)  # amsgrad's running maximum is of stored values
       if amsgrad:  # torch: max of the raw v, then debiased; optax (debias_before_max): max of v / c_t
         nu_max = jnp.maximum(nu_max, nu / correction if debias_before_max else nu)
       if centered:
-        grad_avg = decay * grad_avg + (1 - decay) * g
+        grad_avg = _tree.decayed(decay, grad_avg) + (1 - decay) * g
       nu, nu_max, grad_avg = stored(nu, nu_max, grad_avg)
       v = nu_max if amsgrad and debias_before_max else (nu_max if amsgrad else nu) / correction
       if centered:
-        v = jnp.maximum(v - jnp.square(grad_avg / correction), 0)
+        mean_sq = jnp.square(grad_avg / correction)  # an overflowed (inf) v stays inf: never inf - inf
+        v = jnp.where(jnp.isfinite(mean_sq), jnp.maximum(v - mean_sq, 0), v)
       u = _tree.divide_or_zero(num, jnp.sqrt(v + eps_root) + eps)
       return u, nu, nu_max, grad_avg, num
 
