@@ -172,14 +172,27 @@ class Transform(GradientTransformation):
   def resolve(self, count: jax.Array) -> dict[str, jax.Array]:
     """Each hyperparameter's value at ``count``, as a scalar array of its own dtype."""
     values = {}
+    public = dict(getattr(self, "public_names", None) or ())  # internal name -> the user's (decay -> b1)
     for name in self.hyperparameter_names():
       value = getattr(self, name)
       if callable(value):
-        value = value(count)
+        try:
+          value = value(count)
+        except Exception as error:  # a schedule's own failure, named after the transform and hyperparameter
+          where = f"{self.transform_name()}: the schedule given as {public.get(name, name)} failed"
+          if isinstance(error, (TypeError, ValueError)):
+            kind = ValueError if isinstance(error, ValueError) else TypeError
+            raise kind(f"{where}: {type(error).__name__}: {error}") from error
+          error.add_note(where)
+          raise
+        if value is None or not (isinstance(value, numbers.Number) or hasattr(value, "dtype")):
+          raise TypeError(
+              f"{self.transform_name()}: the schedule given as {public.get(name, name)} returned "
+              f"{type(value).__name__} {value!r}; a schedule must return a number or a scalar array.")
       array = jnp.asarray(value, _hyper_dtype(value))
       if array.ndim != 0:
         raise ValueError(
-            f"{self.transform_name()}: hyperparameter {name} has shape "
+            f"{self.transform_name()}: hyperparameter {public.get(name, name)} has shape "
             f"{array.shape}, but must be a scalar. To run several settings at "
             "once, jax.vmap over the optimizer (stacked hyperparameters become "
             "one scalar per member)."

@@ -52,6 +52,7 @@ class _ScaleByRms(Transform):
   name: str = static_field(default="scale_by_rms")
   debias_before_max: bool = static_field(default=False)
   initial_scale: Any = None  # None: v_0 = 0 (then not a hyperparameter)
+  public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
   State = ScaleByRmsState
 
   def init_fields(self, params):

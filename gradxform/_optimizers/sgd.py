@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional
 
 from gradxform._core.base import GradientTransformation
@@ -61,6 +62,7 @@ def sgd(learning_rate: Any, momentum: Any = 0.0, nesterov: bool = False,
                        hint="dampening d scales the gradient by (1 - d) in the momentum buffer; torch's default is 0.")
   stages = gradient_preamble("sgd", maximize, weight_decay)
   if not is_literal_zero(momentum):
-    stages.append(trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype, dampening=dampening))
+    buffer = trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype, dampening=dampening)
+    stages.append(dataclasses.replace(buffer, public_names=(("decay", "momentum"),)))
   stages.append(scale_by_learning_rate(learning_rate))
   return chain(*stages)

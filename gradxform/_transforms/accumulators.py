@@ -30,6 +30,7 @@ class _Trace(Transform):
   nesterov: bool = static_field(default=False)
   dampening: Any = None  # None: no dampening (then not a hyperparameter)
   dtype: Optional[Any] = static_field(default=None)
+  public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
   State = TraceState
 
   def init_fields(self, params):
@@ -110,6 +111,7 @@ class _Ema(Transform):
   dtype: Optional[Any] = static_field(default=None)
   name: str = static_field(default="ema")
   nesterov: bool = static_field(default=False)
+  public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
   State = EmaState
 
   def init_fields(self, params):
