@@ -322,7 +322,11 @@ def muon(
     muon_stages.append(add_decayed_weights(weight_decay))
   muon_stages.append(scale_by_learning_rate(learning_rate))
   adam_lr = learning_rate if adam_learning_rate is None else adam_learning_rate
-  check_betas("adam", adam_b1, adam_b2, adam_eps)
+  for hyper, value, high in (("adam_b1", adam_b1, 1.0), ("adam_b2", adam_b2, 1.0), ("adam_eps", adam_eps, None),
+                             ("adam_eps_root", adam_eps_root, None), ("adam_weight_decay", adam_weight_decay, None)):
+    check_hyperparameter("muon", hyper, value, low=0.0, high=high, high_open=True,
+                         hint=f"{hyper} is the AdamW's (for non-matrix leaves) " + (
+                             "moment decay; use a value in [0, 1)." if high else "and must be >= 0."))
   if adam_nesterov:
     first_moment = _ScaleByMuon(adam_b1, 0.0, nesterov=True, debias=True, orthogonalize=False,
                                 mu_dtype=mu_dtype, name="adam_nesterov")

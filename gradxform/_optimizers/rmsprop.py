@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -227,7 +228,10 @@ def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bo
   stages.append(scale_by_rms(decay, 0.0 if inside else eps, eps if inside else 0.0, centered=centered,
                              debias=check_flag("rmsprop", "bias_correction", bias_correction),
                              initial_scale=initial_scale))
+  check_hyperparameter("rmsprop", "momentum", momentum, low=0.0, high=1.0,
+                       hint="momentum is the coefficient of the momentum buffer; typical values are 0.9 to 0.99.")
   if not is_literal_zero(momentum):
-    stages.append(trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype))
+    buffer = trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
+    stages.append(dataclasses.replace(buffer, public_names=(("decay", "momentum"),)))
   stages.append(scale_by_learning_rate(learning_rate))
   return chain(*stages)

@@ -60,6 +60,8 @@ def sgd(learning_rate: Any, momentum: Any = 0.0, nesterov: bool = False,
                      "Pass e.g. momentum=0.9.")
   check_hyperparameter("sgd", "dampening", dampening, low=0.0, high=1.0,
                        hint="dampening d scales the gradient by (1 - d) in the momentum buffer; torch's default is 0.")
+  check_hyperparameter("sgd", "momentum", momentum, low=0.0, high=1.0,
+                       hint="momentum is the coefficient of the momentum buffer; typical values are 0.9 to 0.99.")
   stages = gradient_preamble("sgd", maximize, weight_decay)
   if not is_literal_zero(momentum):
     buffer = trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype, dampening=dampening)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -241,7 +242,9 @@ def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: Optional[int]
   """
   _check_learning_rate("schedule_free_adamw", learning_rate)
   base_lr, ahead = _warmups(learning_rate, warmup_steps)
-  stages = [scale_by_rms(b2, eps, debias=True)]
+  check_hyperparameter("schedule_free_adamw", "b2", b2, low=0.0, high=1.0, high_open=True,
+                       hint="b2 is the decay of the squared-gradient average; use a value in [0, 1) such as 0.999.")
+  stages = [dataclasses.replace(scale_by_rms(b2, eps, debias=True), public_names=(("decay", "b2"),))]
   if not is_literal_zero(weight_decay):
     stages.append(add_decayed_weights(weight_decay))
   stages.append(scale_by_learning_rate(base_lr))
