@@ -291,10 +291,18 @@ def global_norm(tree: Any) -> jax.Array:
   leaves = [x.astype(dtype) for x in leaves]
   # Scaled by max|g| before squaring, so finite gradients such as [1e30, 1, 0] in float32 do not overflow
   # (the norm is inf only when it exceeds the dtype's range, or a leaf is not finite).
+  # The scale is a power of two 2^e >= max|g|, applied as two exact factors 2^-lo·2^-hi (a division by a
+  # huge max|g| can flush to zero, its reciprocal being subnormal).
   scale = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), initial=0.0) for x in leaves])
-  safe = jnp.where((scale > 0) & jnp.isfinite(scale), scale, jnp.ones_like(scale))
-  total = sum(jnp.sum(jnp.square(x / safe)) for x in leaves)
-  return jnp.where(jnp.isfinite(scale), safe * jnp.sqrt(total), scale)
+  _, e = jnp.frexp(scale)
+  e = jnp.where(jnp.isfinite(scale) & (scale > 0), e, jnp.zeros_like(e))
+  lo = e // 2
+  hi = e - lo
+  one = jnp.ones((), dtype)
+  down_lo, down_hi = jnp.ldexp(one, -lo), jnp.ldexp(one, -hi)
+  total = sum(jnp.sum(jnp.square(x * down_lo * down_hi)) for x in leaves)
+  norm = jnp.sqrt(total) * jnp.ldexp(one, lo) * jnp.ldexp(one, hi)
+  return jnp.where(jnp.isfinite(scale), norm, scale)
 
 
 def decayed(decay: jax.Array, x: jax.Array) -> jax.Array:
