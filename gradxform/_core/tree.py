@@ -21,8 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gradxform._core.rounding import round_like
-
 __all__ = [
     "check_floating",
     "increment",
@@ -192,8 +190,7 @@ def _cast(x: jax.Array, dtype: Any) -> jax.Array:
 def _storage(olds: Sequence[Any], dtype: Any) -> Callable[..., tuple]:
   """``stored`` for one leaf: new state values rounded to the dtypes of ``olds``, back in ``dtype``."""
   def stored(*values):
-    # reduce_precision, not a cast round trip: under jit XLA may elide the latter (excess precision)
-    return tuple(None if v is None else _cast(round_like(v, s.dtype), dtype) for v, s in zip(values, olds))
+    return tuple(None if v is None else _cast(_cast(v, s.dtype), dtype) for v, s in zip(values, olds))
   return stored
 
 
