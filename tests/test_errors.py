@@ -14,7 +14,7 @@ import gradxform as gx
     (lambda: gx.adam(1e-3, b2=-0.1), r"b2=-0.1 is out of range"),
     (lambda: gx.adam(1e-3, eps=-1e-8), r"eps=-1e-08 is out of range"),
     (lambda: gx.adamw(1e-3, weight_decay=-0.1), r"adamw: .*weight_decay"),
-    (lambda: gx.sgd(0.1, momentum=1.5), r"sgd: trace: decay=1.5"),
+    (lambda: gx.sgd(0.1, momentum=1.5), r"sgd: momentum=1.5 is out of range"),
     (lambda: gx.sgd(0.1, nesterov=True), r"nesterov=True needs a momentum > 0"),
     (lambda: gx.rmsprop(0.1, decay=1.0), r"rmsprop: .*decay=1.0"),
     (lambda: gx.adagrad(0.1, initial_accumulator_value=-1.0), r"initial_accumulator_value"),

@@ -79,14 +79,59 @@ def check_hyperparameter(
   shown = value if isinstance(value, numbers.Number) else array
   if not np.all(np.isfinite(array)):
     raise ValueError(f"{transform}: {name}={shown} is not finite. {hint}".rstrip())
-  too_low = low is not None and np.any(array <= low if low_open else array < low)
-  too_high = high is not None and np.any(array >= high if high_open else array > high)
-  if too_low or too_high:
-    left = "-inf" if low is None else f"{low:g}"
-    right = "inf" if high is None else f"{high:g}"
-    interval = ("(" if low_open or low is None else "[") + f"{left}, {right}" + (
-        ")" if high_open or high is None else "]")
+  left = "-inf" if low is None else f"{low:g}"
+  right = "inf" if high is None else f"{high:g}"
+  interval = ("(" if low_open or low is None else "[") + f"{left}, {right}" + (
+      ")" if high_open or high is None else "]")
+
+  def out_of_range(a):
+    too_low = low is not None and np.any(a <= low if low_open else a < low)
+    too_high = high is not None and np.any(a >= high if high_open else a > high)
+    return too_low or too_high
+
+  if out_of_range(array):
     raise ValueError(f"{transform}: {name}={shown} is out of range {interval}. {hint}".rstrip())
+  # The value is used in its dtype of use (float32 for Python numbers): check it as it will be cast, so
+  # b2=0.99999999 (1.0 in float32) or lr=1e40 (inf in float32) are refused instead of training to NaN.
+  dtype = _use_dtype(value)
+  with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    cast = np.asarray(array.astype(dtype), dtype=np.float64)
+  if not np.all(np.isfinite(cast)) or out_of_range(cast):
+    safe = _nearest_safe(array, dtype, low, high, low_open, high_open)
+    became = cast if cast.ndim else cast.item()
+    wide = (" (under jax_enable_x64, a float64 array such as np.float64(...) is used in float64)"
+            if dtype == np.float32 and jax.config.jax_enable_x64 else "")
+    raise ValueError(
+        f"{transform}: {name}={shown} becomes {became} in {dtype.name}, the dtype it is computed in{wide}, "
+        f"which is {'not finite' if not np.all(np.isfinite(cast)) else f'out of range {interval}'}; "
+        f"the nearest safe value is {safe:.{jnp.finfo(dtype).precision + 3}g}. {hint}".rstrip())
+
+
+def _use_dtype(value: Any) -> np.dtype:
+  """The dtype a hyperparameter is computed in: its own floating dtype (canonicalized, so float64 only
+  under x64), else float32 (Python numbers and integer arrays)."""
+  dtype = getattr(value, "dtype", None)
+  if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+  return np.dtype(np.float32)
+
+
+def _nearest_safe(array: np.ndarray, dtype: np.dtype, low, high, low_open: bool, high_open: bool) -> float:
+  """The value of ``dtype`` closest to the (first offending) entry of ``array`` inside the interval."""
+  info = jnp.finfo(dtype)
+  top, bottom = float(info.max), -float(info.max)
+  if high is not None:
+    h = np.asarray(high, dtype)
+    top = min(top, float(np.nextafter(h, np.asarray(-np.inf, dtype)) if high_open else h))
+  if low is not None:
+    lo = np.asarray(low, dtype)
+    bottom = max(bottom, float(np.nextafter(lo, np.asarray(np.inf, dtype)) if low_open else lo))
+  flat = array.reshape(-1)
+  with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    cast = flat.astype(dtype).astype(np.float64)
+  bad = [x for x, c in zip(flat, cast) if not (bottom <= c <= top)]
+  x = float(bad[0]) if bad else float(flat[0])
+  return float(min(max(x, bottom), top))
 
 
 def _hyper_dtype(value: Any) -> jnp.dtype:
@@ -249,6 +294,7 @@ class Transform(GradientTransformation):
     value when ``stored`` is None (at init).
     """
     values = {}
+    public = dict(getattr(self, "public_names", None) or ())  # internal name -> the user's (decay -> b1)
     for name in self.hyperparameter_names():
       value = getattr(self, name)
       if isinstance(value, InState):
@@ -264,11 +310,23 @@ class Transform(GradientTransformation):
         values[name] = jnp.asarray(entry).astype(value.dtype)
         continue
       if callable(value):
-        value = value(count)
+        try:
+          value = value(count)
+        except Exception as error:  # a schedule's own failure, named after the transform and hyperparameter
+          where = f"{self.transform_name()}: the schedule given as {public.get(name, name)} failed"
+          if isinstance(error, (TypeError, ValueError)):
+            kind = ValueError if isinstance(error, ValueError) else TypeError
+            raise kind(f"{where}: {type(error).__name__}: {error}") from error
+          error.add_note(where)
+          raise
+        if value is None or not (isinstance(value, numbers.Number) or hasattr(value, "dtype")):
+          raise TypeError(
+              f"{self.transform_name()}: the schedule given as {public.get(name, name)} returned "
+              f"{type(value).__name__} {value!r}; a schedule must return a number or a scalar array.")
       array = jnp.asarray(value, _hyper_dtype(value))
       if array.ndim != 0:
         raise ValueError(
-            f"{self.transform_name()}: hyperparameter {name} has shape "
+            f"{self.transform_name()}: hyperparameter {public.get(name, name)} has shape "
             f"{array.shape}, but must be a scalar. To run several settings at "
             "once, jax.vmap over the optimizer (stacked hyperparameters become "
             "one scalar per member)."

@@ -6,8 +6,25 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-__all__ = ["stochastic_round"]
+__all__ = ["round_like", "stochastic_round"]
+
+
+def round_like(x: Any, dtype: Any) -> jax.Array:
+  """``x`` rounded to the values of the narrower floating ``dtype``, kept in ``x``'s dtype.
+
+  ``x.astype(dtype).astype(x.dtype)`` rounds eagerly, but under ``jit`` XLA may elide the round trip
+  (excess precision); ``lax.reduce_precision`` is kept, so eager and jit give identical results.
+  """
+  x = jnp.asarray(x)
+  dtype = jnp.dtype(dtype)
+  if not (jnp.issubdtype(dtype, jnp.floating) and jnp.issubdtype(x.dtype, jnp.floating)):
+    return x
+  info, have = jnp.finfo(dtype), jnp.finfo(x.dtype)
+  if info.nmant >= have.nmant and info.nexp >= have.nexp:
+    return x
+  return lax.reduce_precision(x, exponent_bits=info.nexp, mantissa_bits=info.nmant)
 
 
 def stochastic_round(x: Any, dtype: Any, key: jax.Array) -> jax.Array:

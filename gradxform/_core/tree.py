@@ -13,6 +13,7 @@ thrown away.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
@@ -282,7 +283,26 @@ def global_norm(tree: Any) -> jax.Array:
     return jnp.zeros((), jnp.float32)
   leaves = [as_real(x) for x in leaves]  # |z|² = re² + im²
   dtype = compute_dtype(wider(*(x.dtype for x in leaves)))
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(dtype))) for x in leaves))
+  leaves = [x.astype(dtype) for x in leaves]
+  # Scaled by max|g| before squaring, so finite gradients such as [1e30, 1, 0] in float32 do not overflow
+  # (the norm is inf only when it exceeds the dtype's range, or a leaf is not finite).
+  # The scale is a power of two 2^e >= max|g|, applied as two exact factors 2^-lo·2^-hi (a division by a
+  # huge max|g| can flush to zero, its reciprocal being subnormal).
+  scale = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), initial=0.0) for x in leaves])
+  _, e = jnp.frexp(scale)
+  e = jnp.where(jnp.isfinite(scale) & (scale > 0), e, jnp.zeros_like(e))
+  lo = e // 2
+  hi = e - lo
+  one = jnp.ones((), dtype)
+  down_lo, down_hi = jnp.ldexp(one, -lo), jnp.ldexp(one, -hi)
+  total = sum(jnp.sum(jnp.square(x * down_lo * down_hi)) for x in leaves)
+  norm = jnp.sqrt(total) * jnp.ldexp(one, lo) * jnp.ldexp(one, hi)
+  return jnp.where(jnp.isfinite(scale), norm, scale)
+
+
+def decayed(decay: jax.Array, x: jax.Array) -> jax.Array:
+  """``decay · x``, exactly 0 where ``decay == 0`` (so a decay of 0 forgets an old state even if it is inf)."""
+  return jnp.where(decay == 0, jnp.zeros_like(x), decay * x)
 
 
 def explicit_sharding(x: Any) -> Optional[Any]:

@@ -13,6 +13,8 @@ from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_betas, check_hyperparameter, named, step_number
 from gradxform._core.module import static_field
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
+from gradxform._transforms.options import check_flag
 
 __all__ = ["adabelief", "scale_by_belief"]
 
@@ -92,6 +94,9 @@ def scale_by_belief(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-16, eps_root: 
     Zhuang et al., 2020, "AdaBelief Optimizer: Adapting Stepsizes by the Belief
     in Observed Gradients", https://arxiv.org/abs/2010.07468
   """
+  nesterov = check_flag("scale_by_belief", "nesterov", nesterov)
+  mu_dtype = check_dtype_option("scale_by_belief", "mu_dtype", mu_dtype)
+  nu_dtype = check_dtype_option("scale_by_belief", "nu_dtype", nu_dtype)
   check_betas("scale_by_belief", b1, b2, eps)
   check_hyperparameter("scale_by_belief", "eps_root", eps_root, low=0.0,
                        hint="eps_root is added to the belief s_t at each step; it must be >= 0, e.g. 1e-16.")
@@ -109,5 +114,8 @@ def adabelief(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-
   References:
     Zhuang et al., 2020, https://arxiv.org/abs/2010.07468
   """
+  nesterov = check_flag("adabelief", "nesterov", nesterov)
+  mu_dtype = check_dtype_option("adabelief", "mu_dtype", mu_dtype)
+  nu_dtype = check_dtype_option("adabelief", "nu_dtype", nu_dtype)
   return chain(scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
                scale_by_learning_rate(learning_rate))

@@ -20,6 +20,8 @@ from gradxform._transforms.clipping import clip_by_block_rms
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale, scale_by_learning_rate, scale_by_relative_step
 from gradxform._transforms.trust_ratio import scale_by_param_block_rms
+from gradxform._transforms.options import check_dtype_option
+from gradxform._transforms.options import check_flag
 
 __all__ = ["adafactor", "scale_by_factored_rms"]
 
@@ -263,6 +265,8 @@ def scale_by_factored_rms(
     Shazeer & Stern, 2018, "Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost", https://arxiv.org/abs/1804.04235
   """
+  factored = check_flag("scale_by_factored_rms", "factored", factored)
+  dtype = check_dtype_option("scale_by_factored_rms", "dtype", dtype)
   check_hyperparameter(_NAME, "beta2_decay", beta2_decay, high=0.0,
                        hint="beta2_decay is the exponent τ of 1 - β_t = t^τ; it must be <= 0, e.g. -0.8.")
   if eps is not None:
@@ -362,6 +366,12 @@ def adafactor(
     Shazeer & Stern, 2018, "Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost", https://arxiv.org/abs/1804.04235
   """
+  maximize = check_flag("adafactor", "maximize", maximize)
+  relative_step = check_flag("adafactor", "relative_step", relative_step)
+  multiply_by_parameter_scale = check_flag("adafactor", "multiply_by_parameter_scale", multiply_by_parameter_scale)
+  factored = check_flag("adafactor", "factored", factored)
+  nu_dtype = check_dtype_option("adafactor", "nu_dtype", nu_dtype)
+  mu_dtype = check_dtype_option("adafactor", "mu_dtype", mu_dtype)
   eps1, eps2 = _split_eps(eps)
   stages = [scale(-1.0)] if maximize else []
   stages.append(scale_by_factored_rms(beta2_decay, eps1, eps_root, factored=factored, factor_axes=factor_axes,

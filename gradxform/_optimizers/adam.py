@@ -74,11 +74,13 @@ def scale_by_adam(
                        hint="b1 is the decay of the first moment; use a value in [0, 1) such as 0.9.")
   _check_rms("scale_by_adam", "b2", b2, eps, eps_root)
   first_moment = _Ema(b1, debias=True, dtype=check_dtype_option("scale_by_adam", "mu_dtype", mu_dtype),
-                      name="scale_by_adam", nesterov=check_flag("scale_by_adam", "nesterov", nesterov))
+                      name="scale_by_adam", nesterov=check_flag("scale_by_adam", "nesterov", nesterov),
+                      public_names=(("decay", "b1"),))
   return _ScaleByRms(b2, eps, eps_root, first_moment, debias=True,
                      amsgrad=check_flag("scale_by_adam", "amsgrad", amsgrad),
                      debias_before_max=check_flag("scale_by_adam", "debias_before_max", debias_before_max),
-                     dtype=check_dtype_option("scale_by_adam", "nu_dtype", nu_dtype), name="scale_by_adam")
+                     dtype=check_dtype_option("scale_by_adam", "nu_dtype", nu_dtype), name="scale_by_adam",
+                     public_names=(("decay", "b2"),))
 
 
 @named

@@ -76,7 +76,8 @@ def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, *, mu_dtype
   """
   check_betas("scale_by_adamax", b1, b2, eps)
   mu_dtype = check_dtype_option("scale_by_adamax", "mu_dtype", mu_dtype)
-  return _ScaleByAdamax(b2, eps, _Ema(b1, debias=True, dtype=mu_dtype, name="scale_by_adamax"),
+  return _ScaleByAdamax(b2, eps, _Ema(b1, debias=True, dtype=mu_dtype, name="scale_by_adamax",
+                                                   public_names=(("decay", "b1"),)),
                         nu_dtype=check_dtype_option("scale_by_adamax", "nu_dtype", nu_dtype))
 
 

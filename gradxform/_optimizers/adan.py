@@ -15,6 +15,7 @@ from gradxform._core.module import static_field
 from gradxform._optimizers.optimistic import _reads_first
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_flag
 
 __all__ = ["adan", "scale_by_adan"]
 
@@ -102,6 +103,7 @@ def scale_by_adan(b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps: Any = 1e-
     Xie et al., 2022, "Adan: Adaptive Nesterov Momentum Algorithm for Faster
     Optimizing Deep Models", https://arxiv.org/abs/2208.06677
   """
+  paper_weighting = check_flag("scale_by_adan", "paper_weighting", paper_weighting)
   for name, beta in (("b1", b1), ("b2", b2), ("b3", b3)):
     check_hyperparameter("scale_by_adan", name, beta, low=0.0, high=1.0, high_open=True,
                          hint=f"{name} is a moment's decay rate; use a value in [0, 1) (optax: 0.98, 0.92, 0.99).")
@@ -130,6 +132,7 @@ def adan(learning_rate: Any, b1: Any = 0.98, b2: Any = 0.92, b3: Any = 0.99, eps
   References:
     Xie et al., 2022, https://arxiv.org/abs/2208.06677
   """
+  paper_weighting = check_flag("adan", "paper_weighting", paper_weighting)
   stages = [scale_by_adan(b1, b2, b3, eps, eps_root, paper_weighting=paper_weighting)]
   if not is_literal_zero(weight_decay):
     stages.append(add_decayed_weights(weight_decay, mask))

@@ -16,6 +16,7 @@ from gradxform._core.hyperparams import (Transform, check_betas, check_hyperpara
 from gradxform._core.module import static_field
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["ademamix", "scale_by_ademamix", "scale_by_simplified_ademamix", "simplified_ademamix"]
 
@@ -129,6 +130,8 @@ def scale_by_ademamix(b1: Any = 0.9, b2: Any = 0.999, b3: Any = 0.9999, alpha: A
     Pagliardini, Ablin & Grangier, 2024, "The AdEMAMix Optimizer: Better,
     Faster, Older", https://arxiv.org/abs/2409.03137
   """
+  mu_dtype = check_dtype_option("scale_by_ademamix", "mu_dtype", mu_dtype)
+  nu_dtype = check_dtype_option("scale_by_ademamix", "nu_dtype", nu_dtype)
   name = "scale_by_ademamix"
   check_betas(name, b1, b2, eps)
   check_hyperparameter(name, "b3", b3, low=0.0, high=1.0, high_open=True,
@@ -155,6 +158,8 @@ def ademamix(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, b3: Any = 0.999
   References:
     Pagliardini, Ablin & Grangier, 2024, https://arxiv.org/abs/2409.03137
   """
+  mu_dtype = check_dtype_option("ademamix", "mu_dtype", mu_dtype)
+  nu_dtype = check_dtype_option("ademamix", "nu_dtype", nu_dtype)
   stages = [scale_by_ademamix(b1, b2, b3, alpha, eps, eps_root, alpha_warmup=alpha_warmup,
                               b3_warmup=b3_warmup, mu_dtype=mu_dtype, nu_dtype=nu_dtype)]
   if not is_literal_zero(weight_decay):

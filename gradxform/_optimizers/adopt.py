@@ -14,6 +14,8 @@ from gradxform._core.hyperparams import Transform, check_betas, check_hyperparam
 from gradxform._core.module import static_field
 from gradxform._transforms.scaling import scale_by_learning_rate
 from gradxform.schedules._base import Schedule, prepare
+from gradxform._transforms.options import check_dtype_option
+from gradxform._transforms.options import check_flag
 
 __all__ = ["adopt", "scale_by_adopt"]
 
@@ -116,6 +118,8 @@ def scale_by_adopt(b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6, *, nesterov
     Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any β₂ with
     the Optimal Rate", https://arxiv.org/abs/2411.02853
   """
+  nesterov = check_flag("scale_by_adopt", "nesterov", nesterov)
+  mu_dtype = check_dtype_option("scale_by_adopt", "mu_dtype", mu_dtype)
   check_betas("scale_by_adopt", b1, b2)
   check_hyperparameter("scale_by_adopt", "eps", eps, low=0.0, low_open=True,
                        hint="eps is the floor of sqrt(v) that the gradient is divided by; use a "
@@ -137,5 +141,7 @@ def adopt(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.9999, eps: Any = 1e-6, 
   References:
     Taniguchi et al., 2024, https://arxiv.org/abs/2411.02853
   """
+  nesterov = check_flag("adopt", "nesterov", nesterov)
+  mu_dtype = check_dtype_option("adopt", "mu_dtype", mu_dtype)
   return chain(scale_by_adopt(b1, b2, eps, nesterov=nesterov, clip_value=clip_value, mu_dtype=mu_dtype),
                scale_by_learning_rate(learning_rate))

@@ -16,6 +16,7 @@ from gradxform._core.module import static_field
 from gradxform._core.objective import scalar_dtype, vdot
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["ScaleByDistanceOverGradientsState", "ScaleByDogState", "ScaleByDowgState", "dog", "dowg",
            "scale_by_distance_over_gradients", "scale_by_dog", "scale_by_dowg"]
@@ -339,6 +340,7 @@ def scale_by_distance_over_gradients(reps_rel: Any = 1e-6, eps: Any = 1e-8, para
     Ivgi, Hinder & Carmon, 2023, "DoG is SGD's Best Friend: A Parameter-Free
     Dynamic Step Size Schedule", https://arxiv.org/abs/2302.12022
   """
+  param_dtype = check_dtype_option("scale_by_distance_over_gradients", "param_dtype", param_dtype)
   check_hyperparameter(_NAME, "reps_rel", reps_rel, low=0.0, low_open=True,
                        hint="reps_rel sets the first step (relative to 1 + ||p0||); it must be > 0, e.g. 1e-6.")
   check_hyperparameter(_NAME, "eps", eps, low=0.0, hint="eps must be >= 0 (it is added inside the root).")

@@ -14,6 +14,7 @@ from gradxform._core.hyperparams import Transform, check_betas, is_literal_zero,
 from gradxform._core.module import static_field
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["laprop", "scale_by_laprop"]
 
@@ -83,6 +84,8 @@ def scale_by_laprop(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-15, *, mu_dtyp
     Ziyin, Wang & Ueda, 2020, "LaProp: Separating Momentum and Adaptivity in
     Adam", https://arxiv.org/abs/2002.04839
   """
+  mu_dtype = check_dtype_option("scale_by_laprop", "mu_dtype", mu_dtype)
+  nu_dtype = check_dtype_option("scale_by_laprop", "nu_dtype", nu_dtype)
   check_betas("scale_by_laprop", b1, b2, eps)
   return _ScaleByLaprop(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
@@ -103,6 +106,8 @@ def laprop(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-15,
   References:
     Ziyin, Wang & Ueda, 2020, https://arxiv.org/abs/2002.04839
   """
+  mu_dtype = check_dtype_option("laprop", "mu_dtype", mu_dtype)
+  nu_dtype = check_dtype_option("laprop", "nu_dtype", nu_dtype)
   stages = [scale_by_laprop(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)]
   if not is_literal_zero(weight_decay):
     stages.append(add_decayed_weights(weight_decay))

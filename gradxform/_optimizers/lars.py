@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import is_literal_zero, named
+from gradxform._core.hyperparams import check_hyperparameter, is_literal_zero, named
 from gradxform._transforms.accumulators import trace
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.groups import masked
@@ -69,6 +70,8 @@ def lars(learning_rate: Any, weight_decay: Any = 0.0, weight_decay_mask: Any = T
   elif not _is_false(trust_ratio_mask):
     stages.append(masked(ratio, trust_ratio_mask))
   stages.append(scale_by_learning_rate(learning_rate))
+  check_hyperparameter("lars", "momentum", momentum, low=0.0, high=1.0,
+                       hint="momentum is the coefficient of the momentum buffer; typical values are 0.9 to 0.99.")
   if not is_literal_zero(momentum):
-    stages.append(trace(momentum, nesterov=nesterov))
+    stages.append(dataclasses.replace(trace(momentum, nesterov=nesterov), public_names=(("decay", "momentum"),)))
   return chain(*stages)

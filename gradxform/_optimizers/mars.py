@@ -14,6 +14,7 @@ from gradxform._core.hyperparams import Transform, check_betas, check_hyperparam
 from gradxform._core.module import static_field
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["mars", "scale_by_mars"]
 
@@ -112,6 +113,7 @@ def scale_by_mars(b1: Any = 0.95, b2: Any = 0.99, eps: Any = 1e-8, gamma: Any = 
     Yuan, Liu, Wu, Zhou & Gu, 2024, "MARS: Unleashing the Power of Variance
     Reduction for Training Large Models", https://arxiv.org/abs/2411.10438
   """
+  mu_dtype = check_dtype_option("scale_by_mars", "mu_dtype", mu_dtype)
   name = "scale_by_mars"
   if variant not in _VARIANTS:
     raise ValueError(f"{name}: variant={variant!r} is not supported; use 'adamw' or 'lion'.")
@@ -140,6 +142,7 @@ def mars(learning_rate: Any, b1: Any = 0.95, b2: Any = 0.99, eps: Any = 1e-8, we
   References:
     Yuan et al., 2024, https://arxiv.org/abs/2411.10438
   """
+  mu_dtype = check_dtype_option("mars", "mu_dtype", mu_dtype)
   stages = [scale_by_mars(b1, b2, eps, gamma, max_norm, variant=variant, mu_dtype=mu_dtype)]
   if not is_literal_zero(weight_decay):
     stages.append(add_decayed_weights(weight_decay))

@@ -21,6 +21,8 @@ from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.groups import partition, path_str
 from gradxform._transforms.orthogonalize import _axes, _default_dims, _freeze_dims, _orthogonalize, _user_dims
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
+from gradxform._transforms.options import check_flag
 
 __all__ = ["muon", "scale_by_muon"]
 
@@ -188,6 +190,11 @@ def scale_by_muon(
     Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural
     networks", https://kellerjordan.github.io/posts/muon/
   """
+  nesterov = check_flag("scale_by_muon", "nesterov", nesterov)
+  debias = check_flag("scale_by_muon", "debias", debias)
+  adaptive = check_flag("scale_by_muon", "adaptive", adaptive)
+  ns_dtype = check_dtype_option("scale_by_muon", "ns_dtype", ns_dtype)
+  mu_dtype = check_dtype_option("scale_by_muon", "mu_dtype", mu_dtype)
   check_hyperparameter(_NAME, "momentum", momentum, low=0.0, high=1.0, high_open=True,
                        hint="momentum is the decay of the momentum buffer; use a value in [0, 1) such as 0.95.")
   check_hyperparameter(_NAME, "eps", eps, low=0.0, hint="eps must be non-negative (it guards the normalization).")
@@ -300,6 +307,12 @@ def muon(
     Jordan et al., 2024, https://kellerjordan.github.io/posts/muon/; Liu et al.,
     2025, "Muon is Scalable for LLM Training", https://arxiv.org/abs/2502.16982
   """
+  nesterov = check_flag("muon", "nesterov", nesterov)
+  debias = check_flag("muon", "debias", debias)
+  adaptive = check_flag("muon", "adaptive", adaptive)
+  adam_nesterov = check_flag("muon", "adam_nesterov", adam_nesterov)
+  ns_dtype = check_dtype_option("muon", "ns_dtype", ns_dtype)
+  mu_dtype = check_dtype_option("muon", "mu_dtype", mu_dtype)
   frozen = _freeze_dims(dimension_numbers)
   muon_stages = [scale_by_muon(momentum, nesterov, ns_coefficients, ns_steps, eps, adjust_lr,
                                consistent_rms=consistent_rms, debias=debias, eps_mode=eps_mode,
@@ -309,7 +322,11 @@ def muon(
     muon_stages.append(add_decayed_weights(weight_decay))
   muon_stages.append(scale_by_learning_rate(learning_rate))
   adam_lr = learning_rate if adam_learning_rate is None else adam_learning_rate
-  check_betas("adam", adam_b1, adam_b2, adam_eps)
+  for hyper, value, high in (("adam_b1", adam_b1, 1.0), ("adam_b2", adam_b2, 1.0), ("adam_eps", adam_eps, None),
+                             ("adam_eps_root", adam_eps_root, None), ("adam_weight_decay", adam_weight_decay, None)):
+    check_hyperparameter("muon", hyper, value, low=0.0, high=high, high_open=True,
+                         hint=f"{hyper} is the AdamW's (for non-matrix leaves) " + (
+                             "moment decay; use a value in [0, 1)." if high else "and must be >= 0."))
   if adam_nesterov:
     first_moment = _ScaleByMuon(adam_b1, 0.0, nesterov=True, debias=True, orthogonalize=False,
                                 mu_dtype=mu_dtype, name="adam_nesterov")

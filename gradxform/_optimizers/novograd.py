@@ -13,6 +13,7 @@ from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_betas, check_hyperparameter, is_literal_zero, named
 from gradxform._core.module import static_field
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["novograd", "scale_by_novograd"]
 
@@ -105,6 +106,7 @@ def scale_by_novograd(b1: Any = 0.9, b2: Any = 0.25, eps: Any = 1e-8, eps_root: 
     Ginsburg et al., 2019, "Stochastic Gradient Methods with Layer-wise
     Adaptive Moments for Training of Deep Networks", https://arxiv.org/abs/1905.11286
   """
+  mu_dtype = check_dtype_option("scale_by_novograd", "mu_dtype", mu_dtype)
   check_betas(_NAME, b1, b2, eps)
   check_hyperparameter(_NAME, "eps_root", eps_root, low=0.0, hint="eps_root must be >= 0.")
   check_hyperparameter(_NAME, "weight_decay", weight_decay, low=0.0,

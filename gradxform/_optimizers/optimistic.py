@@ -16,6 +16,8 @@ from gradxform._optimizers.adam import scale_by_adam
 from gradxform._optimizers.rmsprop import _ScaleByRms, _check_rms
 from gradxform._transforms.accumulators import EmaState
 from gradxform._transforms.scaling import scale, scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
+from gradxform._transforms.options import check_flag
 
 __all__ = ["optimistic_adam", "optimistic_adam_v2", "optimistic_gradient_descent",
            "scale_by_optimistic_gradient"]
@@ -127,7 +129,7 @@ class _NesterovEma(Transform):
     t = step_number(state, hp, "decay")
 
     def rule(g, m, decay, c, c_next, stored):
-      m, = stored(decay * m + (1 - decay) * g)
+      m, = stored(_tree.decayed(decay, m) + (1 - decay) * g)
       return decay * m / c_next + (1 - decay) * g / c, m
 
     scalars = {**hp, "c": 1 - hp["decay"] ** t, "c_next": 1 - hp["decay"] ** (t + 1)}
@@ -168,6 +170,8 @@ def optimistic_adam(learning_rate: Any, optimism: Any = None, b1: Any = 0.9, b2:
     Daskalakis et al., 2018, "Training GANs with Optimism",
     https://arxiv.org/abs/1711.00141
   """
+  nesterov = check_flag("optimistic_adam", "nesterov", nesterov)
+  mu_dtype = check_dtype_option("optimistic_adam", "mu_dtype", mu_dtype)
   check_hyperparameter("optimistic_adam", "learning_rate", learning_rate, low=0.0,
                        hint="The learning rate must be non-negative.")
   optimism = learning_rate if optimism is None else optimism
@@ -188,5 +192,7 @@ def optimistic_adam_v2(learning_rate: Any, *, alpha: Any = 1.0, beta: Any = 1.0,
   References:
     Daskalakis et al., 2018, https://arxiv.org/abs/1711.00141
   """
+  nesterov = check_flag("optimistic_adam_v2", "nesterov", nesterov)
+  mu_dtype = check_dtype_option("optimistic_adam_v2", "mu_dtype", mu_dtype)
   return chain(_adam_direction(b1, b2, eps, eps_root, mu_dtype, nesterov),
                scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -52,6 +53,7 @@ class _ScaleByRms(Transform):
   name: str = static_field(default="scale_by_rms")
   debias_before_max: bool = static_field(default=False)
   initial_scale: Any = None  # None: v_0 = 0 (then not a hyperparameter)
+  public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
   State = ScaleByRmsState
 
   def init_fields(self, params):
@@ -74,15 +76,16 @@ class _ScaleByRms(Transform):
     correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])
 
     def rule(g, nu, nu_max, grad_avg, num, decay, eps, eps_root, correction, stored):
-      nu, = stored(decay * nu + (1 - decay) * g * g)  # amsgrad's running maximum is of stored values
+      nu, = stored(_tree.decayed(decay, nu) + (1 - decay) * g * g)  # amsgrad's running maximum is of stored values
       if amsgrad:  # torch: max of the raw v, then debiased; optax (debias_before_max): max of v / c_t
         nu_max = jnp.maximum(nu_max, nu / correction if debias_before_max else nu)
       if centered:
-        grad_avg = decay * grad_avg + (1 - decay) * g
+        grad_avg = _tree.decayed(decay, grad_avg) + (1 - decay) * g
       nu, nu_max, grad_avg = stored(nu, nu_max, grad_avg)
       v = nu_max if amsgrad and debias_before_max else (nu_max if amsgrad else nu) / correction
       if centered:
-        v = jnp.maximum(v - jnp.square(grad_avg / correction), 0)
+        mean_sq = jnp.square(grad_avg / correction)  # an overflowed (inf) v stays inf: never inf - inf
+        v = jnp.where(jnp.isfinite(mean_sq), jnp.maximum(v - mean_sq, 0), v)
       u = _tree.divide_or_zero(num, jnp.sqrt(v + eps_root) + eps)
       return u, nu, nu_max, grad_avg, num
 
@@ -216,6 +219,7 @@ def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bo
   References:
     Tieleman & Hinton, 2012; Graves, 2013 (centered), https://arxiv.org/abs/1308.0850
   """
+  accumulator_dtype = check_dtype_option("rmsprop", "accumulator_dtype", accumulator_dtype)
   nesterov = check_flag("rmsprop", "nesterov", nesterov)
   if nesterov and is_literal_zero(momentum):
     raise ValueError("rmsprop: nesterov=True needs a momentum > 0. Pass e.g. momentum=0.9.")
@@ -224,7 +228,10 @@ def rmsprop(learning_rate: Any, decay: Any = 0.99, eps: Any = 1e-8, centered: bo
   stages.append(scale_by_rms(decay, 0.0 if inside else eps, eps if inside else 0.0, centered=centered,
                              debias=check_flag("rmsprop", "bias_correction", bias_correction),
                              initial_scale=initial_scale))
+  check_hyperparameter("rmsprop", "momentum", momentum, low=0.0, high=1.0,
+                       hint="momentum is the coefficient of the momentum buffer; typical values are 0.9 to 0.99.")
   if not is_literal_zero(momentum):
-    stages.append(trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype))
+    buffer = trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
+    stages.append(dataclasses.replace(buffer, public_names=(("decay", "momentum"),)))
   stages.append(scale_by_learning_rate(learning_rate))
   return chain(*stages)

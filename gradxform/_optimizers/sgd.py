@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional
 
 from gradxform._core.base import GradientTransformation
@@ -10,6 +11,7 @@ from gradxform._core.hyperparams import check_hyperparameter, is_literal_zero, n
 from gradxform._transforms.accumulators import trace
 from gradxform._transforms.options import check_flag, gradient_preamble
 from gradxform._transforms.scaling import scale_by_learning_rate
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["sgd"]
 
@@ -51,14 +53,18 @@ def sgd(learning_rate: Any, momentum: Any = 0.0, nesterov: bool = False,
     Robbins & Monro, 1951; Polyak, 1964; Sutskever et al., 2013,
     http://proceedings.mlr.press/v28/sutskever13.html
   """
+  accumulator_dtype = check_dtype_option("sgd", "accumulator_dtype", accumulator_dtype)
   nesterov = check_flag("sgd", "nesterov", nesterov)
   if nesterov and is_literal_zero(momentum):
     raise ValueError("sgd: nesterov=True needs a momentum > 0 (with momentum=0 Nesterov is plain SGD). "
                      "Pass e.g. momentum=0.9.")
   check_hyperparameter("sgd", "dampening", dampening, low=0.0, high=1.0,
                        hint="dampening d scales the gradient by (1 - d) in the momentum buffer; torch's default is 0.")
+  check_hyperparameter("sgd", "momentum", momentum, low=0.0, high=1.0,
+                       hint="momentum is the coefficient of the momentum buffer; typical values are 0.9 to 0.99.")
   stages = gradient_preamble("sgd", maximize, weight_decay)
   if not is_literal_zero(momentum):
-    stages.append(trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype, dampening=dampening))
+    buffer = trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype, dampening=dampening)
+    stages.append(dataclasses.replace(buffer, public_names=(("decay", "momentum"),)))
   stages.append(scale_by_learning_rate(learning_rate))
   return chain(*stages)

@@ -9,6 +9,7 @@ from gradxform._core.chain import chain
 from gradxform._core.hyperparams import check_hyperparameter, named
 from gradxform._transforms.accumulators import ema
 from gradxform._transforms.scaling import scale_by_learning_rate, scale_by_sign
+from gradxform._transforms.options import check_dtype_option
 
 __all__ = ["sign_sgd", "signum"]
 
@@ -49,6 +50,7 @@ def signum(learning_rate: Any, momentum: Any = 0.9, *, mu_dtype: Optional[Any] =
   References:
     Bernstein et al., 2018, Algorithm 3, https://arxiv.org/abs/1802.04434
   """
+  mu_dtype = check_dtype_option("signum", "mu_dtype", mu_dtype)
   check_hyperparameter("signum", "momentum", momentum, low=0.0, high=1.0, high_open=True,
                        hint="momentum is the decay of the averaged gradient; use a value in [0, 1) such as 0.9.")
   return chain(ema(momentum, debias=False, dtype=mu_dtype), scale_by_sign(), scale_by_learning_rate(learning_rate))

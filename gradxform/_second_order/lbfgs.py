@@ -16,6 +16,7 @@ from gradxform._core.objective import ravel, scalar_dtype, unravel_like
 from gradxform._core.hyperparams import named as _named
 from gradxform._transforms.scaling import scale_by_learning_rate
 from gradxform._second_order.zoom import scale_by_zoom_linesearch
+from gradxform._transforms.options import check_flag
 
 __all__ = ["ScaleByLbfgsState", "lbfgs", "scale_by_lbfgs"]
 
@@ -142,6 +143,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     and 7.5, https://doi.org/10.1007/978-0-387-40065-5; Liu & Nocedal, 1989,
     https://doi.org/10.1007/BF01589116
   """
+  scale_init_precond = check_flag("scale_by_lbfgs", "scale_init_precond", scale_init_precond)
   if not isinstance(memory_size, int) or isinstance(memory_size, bool) or memory_size < 1:
     raise ValueError(f"scale_by_lbfgs: memory_size={memory_size!r} must be an integer >= 1 "
                      "(the number of past steps kept; 5 to 20 is typical).")

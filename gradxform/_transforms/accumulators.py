@@ -30,6 +30,7 @@ class _Trace(Transform):
   nesterov: bool = static_field(default=False)
   dampening: Any = None  # None: no dampening (then not a hyperparameter)
   dtype: Optional[Any] = static_field(default=None)
+  public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
   State = TraceState
 
   def init_fields(self, params):
@@ -42,7 +43,7 @@ class _Trace(Transform):
       scalars["grad_coef"] = jnp.where(state.count == 0, 1.0, 1 - hp["dampening"]).astype(hp["dampening"].dtype)
 
     def rule(g, buf, decay, stored, grad_coef=None):
-      buf, = stored(decay * buf + (g if grad_coef is None else grad_coef * g))
+      buf, = stored(_tree.decayed(decay, buf) + (g if grad_coef is None else grad_coef * g))
       return (g + decay * buf if nesterov else buf), buf
 
     updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=scalars,
@@ -110,6 +111,7 @@ class _Ema(Transform):
   dtype: Optional[Any] = static_field(default=None)
   name: str = static_field(default="ema")
   nesterov: bool = static_field(default=False)
+  public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
   State = EmaState
 
   def init_fields(self, params):
@@ -120,7 +122,7 @@ class _Ema(Transform):
     debias, nesterov = self.debias, self.nesterov
 
     def rule(g, m, decay, correction, next_correction, stored):
-      m, = stored(decay * m + (1 - decay) * g)
+      m, = stored(_tree.decayed(decay, m) + (1 - decay) * g)
       if nesterov:  # optax's nesterov Adam: β m_t / (1 - β^{t+1}) + (1 - β) g_t / (1 - β^t)
         return (decay * m / next_correction + (1 - decay) * g / correction if debias
                 else decay * m + (1 - decay) * g), m

@@ -83,11 +83,17 @@ class _ClipByGlobalNorm(Transform):
     _tree.check_floating("clip_by_global_norm", updates, "update", allow_complex=True)
     norm = _tree.global_norm(updates)
     max_norm = hp["max_norm"].astype(norm.dtype)
-    factor = jnp.minimum(1.0, max_norm / (norm + 1e-6))
-    rule = lambda g, factor: (g * factor,)
-    updates, = _tree.leafwise("clip_by_global_norm", rule, updates, scalars={"factor": factor})
-    return updates, {"norm": norm.astype(jnp.float32), "clipped_norm": (norm * factor).astype(jnp.float32),
-                     "clipped_steps": state.clipped_steps + (factor < 1).astype(jnp.int32)}
+    denominator = norm + 1e-6
+    clip = max_norm < denominator  # the factor min(1, c / (‖g‖ + 1e-6)) is below 1
+    # g / √d / √d · c with d = ‖g‖ + 1e-6, not g · (c / d): for a huge finite norm c / d (or 1 / d) is
+    # subnormal, which XLA flushes to zero; 1 / √d never is
+    root = jnp.sqrt(denominator)
+    rule = lambda g, max_norm, root, clip: (jnp.where(clip, g / root / root * max_norm, g),)
+    updates, = _tree.leafwise("clip_by_global_norm", rule, updates,
+                              scalars={"max_norm": max_norm, "root": root, "clip": clip})
+    clipped_norm = jnp.where(clip, norm / root / root * max_norm, norm)
+    return updates, {"norm": norm.astype(jnp.float32), "clipped_norm": clipped_norm.astype(jnp.float32),
+                     "clipped_steps": state.clipped_steps + clip.astype(jnp.int32)}
 
 
 def clip_by_global_norm(max_norm: Any) -> GradientTransformation:

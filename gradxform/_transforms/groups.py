@@ -136,7 +136,7 @@ def _match(where: str, rules: Sequence[tuple], path: str) -> Any:
 
 
 def _as_mask(where: str, mask: Any) -> bool:
-  if isinstance(mask, (bool, np.bool_)) or (
+  if isinstance(mask, (bool, np.bool_)) or (not isinstance(mask, jax.core.Tracer) and
       hasattr(mask, "dtype") and mask.dtype == np.bool_ and np.ndim(mask) == 0):
     return bool(mask)
   raise TypeError(
@@ -160,6 +160,13 @@ def _mask_tree(where: str, spec: Any, tree: Any) -> Any:
   return jax.tree.map(lambda m: _as_mask(where, m), resolve(where, "mask", spec, tree))
 
 
+def _check_state(where: str, state: Any, expected: type) -> None:
+  if not isinstance(state, expected):
+    raise TypeError(
+        f"{where}: expected a {expected.__name__} as state, got {type(state).__name__}. Pass the state "
+        "returned by this transform's init() or update() (inside a chain, states are positional).")
+
+
 class MaskedState(NamedTuple):
   """State of :func:`masked`: the inner transform's state, ``None`` for parameters outside the mask."""
 
@@ -174,6 +181,7 @@ class _Masked(GradientTransformation):
     return MaskedState(self.inner.init(select(_mask_tree("masked", self.mask, params), params)))
 
   def update(self, updates, state, params=None, **extra):
+    _check_state("masked", state, MaskedState)
     mask = _mask_tree("masked", self.mask, updates if params is None else params)
     new, inner_state = self.inner.update(
         select(mask, updates), state.inner_state, None if params is None else select(mask, params), **extra)
@@ -258,6 +266,7 @@ class _Partition(GradientTransformation):
                            for label, tx in self.transforms.items()})
 
   def update(self, updates, state, params=None, **extra):
+    _check_state("partition", state, PartitionState)
     masks = self._masks(updates if params is None else params)
     new_states, result = {}, updates
     for label, tx in self.transforms.items():

@@ -13,6 +13,7 @@ from gradxform._core.base import GradientTransformation, apply_updates
 from gradxform._core.chain import as_transform
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._core.module import static_field
+from gradxform._core.rounding import round_like
 
 __all__ = ["EmaParamsState", "LookaheadState", "averaged_params", "ema_params", "lookahead"]
 
@@ -76,8 +77,9 @@ class _Lookahead(Transform):
             "state hold None there). Pass params with the structure given to init().")
       u, p = jnp.asarray(u), jnp.asarray(p)
       dtype = _tree.compute_dtype(_tree.wider(u.dtype, p.dtype, slow.dtype))
-      fast = apply_updates(p, u).astype(dtype)  # θ_{t,k}, rounded as the parameters will be
-      new_slow = slow.astype(dtype) + alpha.astype(dtype) * (fast - slow.astype(dtype))
+      # θ_{t,k}, rounded as the parameters will be (reduce_precision: jit keeps the rounding)
+      fast = round_like(p.astype(dtype) + u.astype(dtype), p.dtype)
+      new_slow = round_like(slow.astype(dtype) + alpha.astype(dtype) * (fast - slow.astype(dtype)), slow.dtype)
       to_slow = new_slow - p.astype(dtype)  # moves the parameters to φ_t
       return (jnp.where(sync, to_slow.astype(u.dtype), u),
               jnp.where(sync, new_slow.astype(slow.dtype), slow))
@@ -193,7 +195,8 @@ class _EmaParams(Transform):
     def rule(a, p):
       dtype = _tree.compute_dtype(_tree.wider(a.dtype, jnp.result_type(p)))
       beta = decay.astype(dtype)
-      return (beta * a.astype(dtype) + (1 - beta) * jnp.asarray(p).astype(dtype)).astype(a.dtype)
+      p = round_like(jnp.asarray(p).astype(dtype), jnp.result_type(p))  # as stored, eager or jit
+      return (beta * a.astype(dtype) + (1 - beta) * p).astype(a.dtype)
 
     average = jax.tree.map(rule, state.average, new_params)
     weight = decay * state.weight + (1 - decay) if self.debias else state.weight

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -19,6 +20,7 @@ from gradxform._transforms.scaling import scale_by_learning_rate
 from gradxform._wrappers.accumulation import floating_dtype
 from gradxform._wrappers.averaging import _check_params, _copy
 from gradxform.schedules._base import Schedule, prepare
+from gradxform._transforms.options import check_flag
 
 __all__ = ["ScheduleFreeState", "schedule_free", "schedule_free_adamw", "schedule_free_eval_params",
            "schedule_free_radam", "schedule_free_sgd"]
@@ -240,7 +242,9 @@ def schedule_free_adamw(learning_rate: Any = 0.0025, warmup_steps: Optional[int]
   """
   _check_learning_rate("schedule_free_adamw", learning_rate)
   base_lr, ahead = _warmups(learning_rate, warmup_steps)
-  stages = [scale_by_rms(b2, eps, debias=True)]
+  check_hyperparameter("schedule_free_adamw", "b2", b2, low=0.0, high=1.0, high_open=True,
+                       hint="b2 is the decay of the squared-gradient average; use a value in [0, 1) such as 0.999.")
+  stages = [dataclasses.replace(scale_by_rms(b2, eps, debias=True), public_names=(("decay", "b2"),))]
   if not is_literal_zero(weight_decay):
     stages.append(add_decayed_weights(weight_decay))
   stages.append(scale_by_learning_rate(base_lr))
@@ -312,6 +316,7 @@ def schedule_free_radam(learning_rate: Any = 0.0025, b1: Any = 0.9, b2: Any = 0.
     Defazio et al., 2024, https://arxiv.org/abs/2405.15682; Liu et al., 2020
     (RAdam), https://arxiv.org/abs/1908.03265
   """
+  silent_sgd_phase = check_flag("schedule_free_radam", "silent_sgd_phase", silent_sgd_phase)
   name = "schedule_free_radam"
   _check_learning_rate(name, learning_rate)
   check_betas(name, 0.0, b2, eps)
