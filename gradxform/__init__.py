@@ -213,6 +213,8 @@ from gradxform._wrappers.schedule_free import schedule_free_eval_params as sched
 from gradxform._wrappers.schedule_free import schedule_free_radam as schedule_free_radam
 from gradxform._wrappers.schedule_free import schedule_free_sgd as schedule_free_sgd
 from gradxform._wrappers.schedule_free import ScheduleFreeState as ScheduleFreeState
+from gradxform._wrappers.skip import skip_large_updates as skip_large_updates
+from gradxform._wrappers.skip import skip_not_finite as skip_not_finite
 from gradxform._wrappers.swa import swa as swa
 from gradxform._wrappers.swa import swa_params as swa_params
 from gradxform._wrappers.swa import SwaState as SwaState

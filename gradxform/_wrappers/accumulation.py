@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +77,7 @@ class AccumulateState(NamedTuple):
   inner_state: Any
   gradient_step: jax.Array  # int32 scalar, inner steps taken (the count a schedule of every_k sees)
   emitted: jax.Array  # bool scalar, whether the last update was an inner step (optax's has_updated)
+  skip_state: Any = ()  # what should_skip reported at the last call (optax's skip_state); () without it
 
 
 class _Accumulate(GradientTransformation):
@@ -84,14 +85,20 @@ class _Accumulate(GradientTransformation):
   every_k: int = static_field()
   acc_dtype: Optional[Any] = static_field(default=None)
   every_k_schedule: Any = None  # a schedule gradient_step -> k (then every_k is ignored)
+  should_skip: Optional[Callable] = static_field(default=None)
 
   def init(self, params):
+    skip_state = ()
+    if self.should_skip is not None:  # zeros shaped as the predicate's report
+      shapes = jax.eval_shape(self.should_skip, params, jnp.zeros([], jnp.int32), params)[1]
+      skip_state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     return AccumulateState(
         mini_step=jnp.zeros([], jnp.int32),
         grad_acc=_tree.zeros_like(_NAME, params, self.acc_dtype),
         inner_state=self.inner.init(params),
         gradient_step=jnp.zeros([], jnp.int32),
         emitted=jnp.zeros([], jnp.bool_),
+        skip_state=skip_state,
     )
 
   def period(self, gradient_step: jax.Array) -> Any:
@@ -117,7 +124,15 @@ class _Accumulate(GradientTransformation):
     _tree._check_leaves(_NAME, "update", [path for path, _ in flat], [g for _, g in flat], acc_leaves)
     acc = jax.tree.map(_add, updates, state.grad_acc, is_leaf=_tree.is_none)
     mini_step = state.mini_step + 1
-    emit = mini_step >= k
+    skip_state = state.skip_state
+    if self.should_skip is not None:  # a skipped micro-step leaves everything as it was (optax's MultiSteps)
+      skipped, skip_state = self.should_skip(updates, state.gradient_step, params)
+      skipped = jnp.asarray(skipped).astype(jnp.bool_)
+      acc = jax.tree.map(lambda new, old: jnp.where(skipped, old, new), acc, state.grad_acc)
+      mini_step = jnp.where(skipped, state.mini_step, mini_step)
+      emit = (mini_step >= k) & ~skipped
+    else:
+      emit = mini_step >= k
 
     def inner_step():
       # the mean gradient, in the dtype the gradients came in
@@ -140,11 +155,13 @@ class _Accumulate(GradientTransformation):
         inner_state=inner_state,
         gradient_step=jnp.where(emit, _tree.increment(state.gradient_step), state.gradient_step),
         emitted=emit,
+        skip_state=skip_state,
     )
     return new_updates, new_state
 
 
-def accumulate(inner: Any, every_k: Any, acc_dtype: Optional[Any] = None) -> GradientTransformation:
+def accumulate(inner: Any, every_k: Any, acc_dtype: Optional[Any] = None,
+               should_skip: Optional[Callable] = None) -> GradientTransformation:
   """Gradient accumulation: one step of ``inner`` on the mean of ``k`` micro-batch gradients.
 
   With ``k = every_k`` and micro-step ``j = 1, 2, …``:
@@ -177,6 +194,11 @@ def accumulate(inner: Any, every_k: Any, acc_dtype: Optional[Any] = None) -> Gra
     acc_dtype: dtype of the accumulator (default: each parameter's). With
       bfloat16 parameters, ``jnp.float32`` keeps the sum exact enough; the
       mean is cast back to the gradients' dtype before ``inner`` sees it.
+    should_skip: ``(updates, gradient_step, params) -> (skip, report)``, as optax's
+      ``should_skip_update_fn`` (e.g. :func:`skip_not_finite`, or
+      ``functools.partial(skip_large_updates, max_squared_norm=c)``): a skipped
+      micro-gradient is dropped (zero update, nothing accumulated, the micro-step
+      not counted) and ``report`` is kept in ``state.skip_state``.
 
   Returns:
     A transform with state :class:`AccumulateState`.
@@ -188,7 +210,10 @@ def accumulate(inner: Any, every_k: Any, acc_dtype: Optional[Any] = None) -> Gra
   """
   inner = as_transform(inner, _NAME)
   acc_dtype = floating_dtype(_NAME, "acc_dtype", acc_dtype)
+  if should_skip is not None and not callable(should_skip):
+    raise TypeError(f"{_NAME}: should_skip must be a function (updates, gradient_step, params) -> (skip, report), "
+                    f"got {type(should_skip).__name__}; e.g. gx.skip_not_finite.")
   if callable(every_k):
-    return _Accumulate(inner, every_k=0, acc_dtype=acc_dtype, every_k_schedule=every_k)
+    return _Accumulate(inner, every_k=0, acc_dtype=acc_dtype, every_k_schedule=every_k, should_skip=should_skip)
   every_k = check_period(_NAME, "every_k", every_k, "the number of micro-batches accumulated per step")
-  return _Accumulate(inner, every_k=every_k, acc_dtype=acc_dtype)
+  return _Accumulate(inner, every_k=every_k, acc_dtype=acc_dtype, should_skip=should_skip)

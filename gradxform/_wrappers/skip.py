@@ -33,8 +33,8 @@ def skip_not_finite(updates: Any, gradient_step: Any, params: Any) -> tuple[jax.
     optax's ``skip_not_finite``, https://optax.readthedocs.io/en/latest/api/optimizer_wrappers.html
   """
   del gradient_step, params
-  counts = [jnp.sum(~jnp.isfinite(_tree.as_real(jnp.asarray(g)))) for g in jax.tree.leaves(updates)]
-  num = sum(counts, jnp.zeros([], jnp.int32)).astype(jnp.int32)
+  counts = [jnp.sum(~jnp.isfinite(_tree.as_real(jnp.asarray(g)))).astype(jnp.int32) for g in jax.tree.leaves(updates)]
+  num = sum(counts, jnp.zeros([], jnp.int32))
   skip = num > 0
   return skip, {"should_skip": skip, "num_not_finite": num}
 
