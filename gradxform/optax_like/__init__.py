@@ -12,10 +12,10 @@ This is a second public place for these names on purpose: the default
 namespace ``gradxform`` keeps ``torch.optim``'s variants and defaults, and a
 port from optax should not silently change the algorithm. Names that exist in
 both places with identical numbers (``chain``, ``masked``, ``apply_updates``,
-``scale``, ``clip``, ...) are the same objects. Not here yet (they need optax's
-own rules): ``amsgrad`` (optax takes the max of the bias-corrected ``v̂``),
-``nadam`` (constant ``b1``), ``radam`` (optax's threshold), ``lbfgs`` (optax's
-zoom search and scaling), ``adam(nesterov=True)``; calling them raises.
+``scale``, ``clip``, ...) are the same objects. ``amsgrad`` takes the max of the
+bias-corrected ``v̂`` as optax; ``adam(nesterov=True)`` is optax's. Not here yet (they need optax's own rules): ``nadam`` (constant
+``b1``), ``radam`` (optax's threshold), ``lbfgs`` (optax's zoom search and
+scaling); calling them raises.
 
 May import: everything in gradxform (it sits above every layer).
 """

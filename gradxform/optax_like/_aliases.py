@@ -35,12 +35,6 @@ def _lr(learning_rate: Any) -> GradientTransformation:
   return gx.scale_by_learning_rate(learning_rate)
 
 
-def _no_nesterov(name: str, nesterov: bool) -> None:
-  if nesterov:
-    raise NotImplementedError(f"gx.optax_like.{name}(nesterov=True) (optax's NAdam-style Adam) is not "
-                              "reproduced yet; use gx.nadam (torch's NAdam) or optax itself.")
-
-
 def _not_yet(name: str, why: str):
   def missing(*args, **kwargs):
     raise NotImplementedError(f"gx.optax_like.{name} is not reproduced yet: {why}. Use gx.{name} "
@@ -49,8 +43,15 @@ def _not_yet(name: str, why: str):
   return missing
 
 
-amsgrad = _not_yet("amsgrad", "optax takes the maximum of the bias-corrected v̂ (gx.adam(amsgrad=True) "
-                   "follows torch: the raw v)")
+
+
+def amsgrad(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+            mu_dtype: Optional[Any] = None) -> GradientTransformation:
+  """``optax.amsgrad``: the maximum of the bias-corrected ``v̂`` (``gx.amsgrad`` follows torch: the raw ``v``)."""
+  if not (isinstance(eps_root, (int, float)) and eps_root == 0):
+    raise NotImplementedError("gx.optax_like.amsgrad: only eps_root=0.0 (optax's default) is reproduced yet.")
+  return gx.amsgrad(learning_rate, b1, b2, eps, debias_before_max=True, mu_dtype=mu_dtype)
+
 nadam = _not_yet("nadam", "optax's NAdam keeps b1 constant (gx.nadam follows torch's momentum-decay schedule)")
 radam = _not_yet("radam", "optax rectifies from its own threshold (gx.radam follows torch)")
 lbfgs = _not_yet("lbfgs", "optax's L-BFGS has its own zoom search and initial scaling")
@@ -62,8 +63,7 @@ lbfgs = _not_yet("lbfgs", "optax's L-BFGS has its own zoom search and initial sc
 def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
                   mu_dtype: Optional[Any] = None, *, nesterov: bool = False) -> GradientTransformation:
   """``optax.scale_by_adam``: the same rule as ``gx.scale_by_adam`` (``eps`` outside, ``eps_root`` inside)."""
-  _no_nesterov("scale_by_adam", nesterov)
-  return gx.scale_by_adam(b1, b2, eps, eps_root=eps_root, mu_dtype=mu_dtype)
+  return gx.scale_by_adam(b1, b2, eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov)
 
 
 def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, initial_scale: Any = 0.0, eps_in_sqrt: bool = True,
@@ -149,8 +149,9 @@ def clip_by_global_norm(max_norm: Any) -> GradientTransformation:
 def sgd(learning_rate: Any, momentum: Optional[Any] = None, nesterov: bool = False,
         accumulator_dtype: Optional[Any] = None) -> GradientTransformation:
   """``optax.sgd``: ``chain(trace(momentum, nesterov), scale_by_learning_rate)``; no weight decay argument."""
-  if accumulator_dtype is not None:
-    raise NotImplementedError("gx.optax_like.sgd: accumulator_dtype is not reproduced yet.")
+  if accumulator_dtype is not None:  # optax returns the unrounded buffer; gx's trace reads the stored one
+    raise NotImplementedError("gx.optax_like.sgd: accumulator_dtype is not reproduced yet (optax's update is "
+                              "the unrounded buffer); use gx.sgd(..., accumulator_dtype=) (the stored one).")
   if momentum is None:
     return gx.chain(_lr(learning_rate))
   return gx.chain(gx.trace(momentum, nesterov=nesterov), _lr(learning_rate))
