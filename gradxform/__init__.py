@@ -238,7 +238,6 @@ from gradxform._second_order.zoom import scale_by_zoom_linesearch as scale_by_zo
 from gradxform._scale_out.lowbit import adam_4bit as adam_4bit
 from gradxform._scale_out.lowbit import adamw_4bit as adamw_4bit
 from gradxform._scale_out.lowbit import quantized_state as quantized_state
-from gradxform._scale_out.lowbit import SECOND_MOMENT_FIELDS as SECOND_MOMENT_FIELDS
 from gradxform._scale_out.packed import packed as packed
 from gradxform._scale_out.packer import Packer as Packer
 from gradxform._scale_out.population import exploit as exploit

@@ -131,7 +131,7 @@ def test_8bit_adam_through_the_wrapper_is_adam_8bit():
     np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("problem", ["quadratic", pytest.param("ravine", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("problem", ["quadratic", "ravine"])
 def test_adam_4bit_converges(problem):
   loss, start, minimizer = PROBLEMS[problem]
   opt = gx.quantized_state(gx.adam(0.1), bits=4, min_size=0, block_size=2)

@@ -19,7 +19,7 @@ from gradxform._scale_out.quantize import (Quantized, check_block_size, dequanti
                                            quantize_4bit, quantize_blockwise)
 from gradxform._scale_out.quantized import _check_min_size
 
-__all__ = ["SECOND_MOMENT_FIELDS", "adam_4bit", "adamw_4bit", "quantized_state"]
+__all__ = ["adam_4bit", "adamw_4bit", "quantized_state"]
 
 _NAME = "quantized_state"
 
@@ -134,9 +134,10 @@ def quantized_state(inner: Any, bits: int = 8, block_size: Optional[int] = None,
   its real floating leaves with at least ``min_size`` values are quantized
   (and ``which(path, leaf)`` is true). Counts, hyperparameters, factored or
   per-leaf statistics (Adafactor's ``v_row``/``v_col``) stay as they are.
-  Leaves under a field named in ``unsigned`` (second moments:
-  :data:`SECOND_MOMENT_FIELDS`) use the unsigned map, all others the signed
-  one. Parameter copies (an averaging wrapper's) have the parameters' shape
+  Leaves under a field named in ``unsigned`` (default: the second moments
+  and maxima ``nu``, ``v``, ``nu_max``, ``exp_avg_sq``, ``sum_of_squares``,
+  ``square_avg``, ``acc_delta``, ``inf_norm``) use the unsigned map, all
+  others (momenta, EMAs, traces) the signed one. Parameter copies (an averaging wrapper's) have the parameters' shape
   too: leave them out with ``which``.
 
   * ``bits=8``: :func:`quantize_blockwise` (Dettmers et al. 2022, dynamic
