@@ -1,13 +1,19 @@
 #!/usr/bin/env python
-"""Memory-lean Adam state: 32-bit, bfloat16 and 8-bit blockwise-quantized moments, same training runs.
+"""Memory-lean optimizer state: 32-bit, bfloat16, 8-bit and 4-bit state, same training runs.
 
-Three optimizers with the same learning rate, seeds and batches:
+Optimizers in groups, each group against its float32-state baseline (the first
+of the group), with the same learning rate, seeds and batches:
 
 * ``adam-fp32``: ``gx.adam(lr)`` (float32 moments, 8 bytes per parameter);
 * ``adam-bf16``: ``gx.adam(lr, mu_dtype=bfloat16, nu_dtype=bfloat16)`` (4 bytes);
 * ``adam-8bit``: ``gx.adam_8bit(lr)`` (Dettmers et al. 2022: 1 byte per moment
   value plus a float32 scale per block of 2048; leaves under 4096 values stay
-  float32).
+  float32);
+* ``adam-4bit``: ``gx.adam_4bit(lr)`` (Li et al. 2023: ½ byte per moment value;
+  ``mu`` blockwise (128), ``nu`` rank-1 scales on the linear map without zero);
+* ``sgd``, ``lion``, ``ademamix``, ``muon``, ``adafactor`` (with momentum
+  0.9): ``-fp32`` the optimizer, ``-8bit`` ``gx.quantized_state(it)``, whose
+  momenta (and AdEMAMix's ``nu``) are stored in 8 bits between steps.
 
 on two tasks, each trained from ``SEEDS`` = 3 seeds (initial weights and
 batch order; every optimizer sees the same ones):
@@ -26,16 +32,19 @@ batch order; every optimizer sees the same ones):
    character) on a fixed held-out part of the text.
 
 Printed per task and optimizer: the held-out loss (mean over seeds), its gap
-to the 32-bit run in percent (mean over seeds of the gap between runs of the
-same seed) and the standard deviation of that gap over seeds (a gap well
-above it is not seed noise), the optimizer state's bytes (all leaves) and
-their ratio to 32-bit Adam's, and the seconds of the runs (compilation
-included).
+to its group's 32-bit run in percent (mean over seeds of the gap between runs
+of the same seed) and the standard deviation of that gap over seeds (a gap
+well above it is not seed noise), the optimizer state's bytes (all leaves)
+and their ratio to the group's 32-bit state, the median time of one jitted
+update step on the task's parameters and its ratio to the 32-bit state's
+(the two timed alternately, in the same run), and the seconds of the runs
+(compilation included).
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/quantized_state.py          # < 2 min on 2 cores
-    PYTHONPATH=. python benchmarks/quantized_state.py --quick  # < 20 s
+    PYTHONPATH=. python benchmarks/quantized_state.py          # a few minutes on 2 cores
+    PYTHONPATH=. python benchmarks/quantized_state.py --quick  # adam and lion groups, few steps
+    PYTHONPATH=. python benchmarks/quantized_state.py --tasks digits --groups sgd,muon
 """
 
 from __future__ import annotations
@@ -66,15 +75,47 @@ SEEDS = 3
 
 
 def optimizers(lr):
-  return {
+  """``{group: {name: optimizer}}``; the first of each group is its float32-state baseline."""
+  q = gx.quantized_state
+  floats = {
+      "sgd": gx.sgd(30 * lr, momentum=0.9),
+      "lion": gx.lion(lr / 3),
+      "ademamix": gx.ademamix(lr),
+      "muon": gx.muon(10 * lr),
+      "adafactor": gx.adafactor(10 * lr, momentum=0.9),
+  }
+  groups = {"adam": {
       "adam-fp32": gx.adam(lr),
       "adam-bf16": gx.adam(lr, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
       "adam-8bit": gx.adam_8bit(lr),
-  }
+      "adam-4bit": gx.adam_4bit(lr),
+  }}
+  for name, opt in floats.items():
+    groups[name] = {f"{name}-fp32": opt, f"{name}-8bit": q(opt)}
+  return groups
 
 
 def state_bytes(opt, params):
   return sum(leaf.nbytes for leaf in jax.tree.leaves(opt.init(params)))
+
+
+def step_times(opts, params, repeats):
+  """Median seconds of one jitted update of each optimizer, timed alternately (same load for all)."""
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
+  steps, states = [], []
+  for opt in opts:
+    step = jax.jit(lambda opt, params, state, grads: opt.update(grads, state, params))
+    state = opt.init(params)
+    jax.block_until_ready(step(opt, params, state, grads))  # compile
+    steps.append(step)
+    states.append(state)
+  times = [[] for _ in opts]
+  for _ in range(repeats):
+    for i, opt in enumerate(opts):
+      tic = time.perf_counter()
+      jax.block_until_ready(steps[i](opt, params, states[i], grads))
+      times[i].append(time.perf_counter() - tic)
+  return [float(np.median(t)) for t in times]
 
 
 def make_train(loss_fn):
@@ -181,21 +222,33 @@ def lm_task(quick):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--quick", action="store_true", help="few steps (smoke test)")
+  parser.add_argument("--groups", default=None,
+                      help="comma-separated groups to run (default: all; with --quick: adam,lion)")
+  parser.add_argument("--tasks", default="digits,char-lm", help="comma-separated tasks to run")
   args = parser.parse_args(argv)
-  print(f"{'task':<8} {'optimizer':<10} {'loss':>7} {'gap %':>7} {'gap sd':>6} {'state bytes':>12} {'ratio':>6} {'s':>5}")
+  groups = (args.groups or ("adam,lion" if args.quick else ",".join(optimizers(1.0)))).split(",")
+  print(f"{'task':<8} {'optimizer':<14} {'loss':>7} {'gap %':>7} {'gap sd':>6} {'state bytes':>12} {'ratio':>6} "
+        f"{'step ms':>8} {'x fp32':>6} {'s':>5}")
   for task, build in (("digits", digits_task), ("char-lm", lm_task)):
+    if task not in args.tasks.split(","):
+      continue
     params, run, lr = build(args.quick)
-    reference = reference_bytes = None
-    for name, opt in optimizers(lr).items():
-      tic = time.perf_counter()
-      losses = np.array([run(opt, seed) for seed in range(SEEDS)])
-      seconds = time.perf_counter() - tic
-      nbytes = state_bytes(opt, params)
-      if reference is None:
-        reference, reference_bytes = losses, nbytes
-      gaps = 100 * (losses - reference) / reference  # per seed: the same initial weights and batches
-      print(f"{task:<8} {name:<10} {losses.mean():>7.4f} {gaps.mean():>+7.2f} {gaps.std(ddof=1):>6.2f} "
-            f"{nbytes:>12,d} {nbytes / reference_bytes:>6.3f} {seconds:>5.1f}", flush=True)
+    for group, opts in optimizers(lr).items():
+      if group not in groups:
+        continue
+      times = step_times(list(opts.values()), params, 5 if args.quick else 30)
+      reference = reference_bytes = None
+      for (name, opt), step_time in zip(opts.items(), times):
+        tic = time.perf_counter()
+        losses = np.array([run(opt, seed) for seed in range(SEEDS)])
+        seconds = time.perf_counter() - tic
+        nbytes = state_bytes(opt, params)
+        if reference is None:
+          reference, reference_bytes, reference_time = losses, nbytes, step_time
+        gaps = 100 * (losses - reference) / reference  # per seed: the same initial weights and batches
+        print(f"{task:<8} {name:<14} {losses.mean():>7.4f} {gaps.mean():>+7.2f} {gaps.std(ddof=1):>6.2f} "
+              f"{nbytes:>12,d} {nbytes / reference_bytes:>6.3f} {1e3 * step_time:>8.3f} "
+              f"{step_time / reference_time:>6.2f} {seconds:>5.1f}", flush=True)
     n_params = sum(p.size for p in jax.tree.leaves(params))
     print(f"{task:<8} ({n_params:,d} parameters, {SEEDS} seeds, held-out loss)")
 

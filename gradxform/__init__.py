@@ -247,6 +247,9 @@ from gradxform._second_order.sophia import sophia as sophia
 from gradxform._second_order.zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
 
 # _scale_out/: scale-out: populations, sharding, packing, low-bit state
+from gradxform._scale_out.lowbit import adam_4bit as adam_4bit
+from gradxform._scale_out.lowbit import adamw_4bit as adamw_4bit
+from gradxform._scale_out.lowbit import quantized_state as quantized_state
 from gradxform._scale_out.packed import packed as packed
 from gradxform._scale_out.packer import Packer as Packer
 from gradxform._scale_out.population import exploit as exploit
@@ -254,7 +257,10 @@ from gradxform._scale_out.population import perturb as perturb
 from gradxform._scale_out.population import Population as Population
 from gradxform._scale_out.population import truncation_selection as truncation_selection
 from gradxform._scale_out.quantize import dequantize_blockwise as dequantize_blockwise
+from gradxform._scale_out.quantize import dequantize_4bit as dequantize_4bit
 from gradxform._scale_out.quantize import dynamic_map as dynamic_map
+from gradxform._scale_out.quantize import map_4bit as map_4bit
+from gradxform._scale_out.quantize import quantize_4bit as quantize_4bit
 from gradxform._scale_out.quantize import quantize_blockwise as quantize_blockwise
 from gradxform._scale_out.quantize import Quantized as Quantized
 from gradxform._scale_out.quantized import adam_8bit as adam_8bit

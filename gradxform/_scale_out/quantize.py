@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["Quantized", "dequantize_blockwise", "dynamic_map", "quantize_blockwise"]
+__all__ = ["Quantized", "dequantize_4bit", "dequantize_blockwise", "dynamic_map", "map_4bit", "quantize_4bit",
+           "quantize_blockwise"]
 
 
 def _dynamic_tree_map(signed: bool, exponent_bits: int = 7, total_bits: int = 8) -> np.ndarray:
@@ -180,3 +181,130 @@ def dequantize_blockwise(q: Quantized, shape: tuple, signed: bool = True) -> jax
   values = jnp.take_along_axis(scaled, q.codes.astype(jnp.int32), axis=1, mode="promise_in_bounds")
   size = int(np.prod(shape, dtype=np.int64))
   return lax.reshape(values.reshape(-1)[:size], tuple(shape))
+
+
+# --- 4-bit codes (Li et al. 2023) -------------------------------------------------------------------------
+
+_MAPS_4BIT = {
+    # signed: the dynamic-exponent map with 3 exponent bits, 16 values in [-1, 1] (0 and ±1 exact)
+    True: _dynamic_tree_map(signed=True, exponent_bits=3, total_bits=4),
+    # unsigned: the linear map without zero, (k + 1) / 16 (the paper's fix of the zero-point problem)
+    False: (np.arange(1, 17, dtype=np.float64) / 16).astype(np.float32),
+}
+_MIDPOINTS_4BIT = {s: ((m[1:].astype(np.float64) + m[:-1]) / 2).astype(np.float32) for s, m in _MAPS_4BIT.items()}
+
+
+def map_4bit(signed: bool = True) -> np.ndarray:
+  """The 16 sorted float32 values that 4-bit codes index (Li et al. 2023).
+
+  The signed map (first moments) is the dynamic-exponent map with 3 exponent
+  bits: ``{0, ±1, ±0.8875, ±0.6625, ±0.4375, ±0.2125, ±0.0775, ±0.0325,
+  0.0055}``. The unsigned map (second moments) is linear and *excludes zero*:
+  ``(k + 1) / 16``, ``k = 0..15``, so no non-zero second moment decodes to 0
+  (which would make ``1/√v`` explode: the paper's zero-point problem).
+
+  References:
+    Li, Chen & Zhu, 2023, "Memory Efficient Optimizers with 4-bit States",
+    https://arxiv.org/abs/2309.01507
+  """
+  return _MAPS_4BIT[bool(signed)].copy()
+
+
+def _nearest_code_4bit(y: jax.Array, signed: bool) -> jax.Array:
+  """The number of the 15 map midpoints below ``y`` (the nearest value's code, ties to the lower), ``uint8``."""
+  code = jnp.zeros(y.shape, jnp.uint8)
+  for m in _MIDPOINTS_4BIT[signed]:  # 15 compares, fused into one loop by XLA
+    code = code + (y > m).astype(jnp.uint8)
+  return code
+
+
+def _pack(codes: jax.Array) -> jax.Array:
+  """Two 4-bit codes per byte (an even number of codes, flat): ``low | high << 4``."""
+  pairs = codes.reshape(-1, 2)
+  return pairs[:, 0] | (pairs[:, 1] << 4)
+
+
+def _unpack(packed: jax.Array) -> jax.Array:
+  return jnp.stack([packed & 15, packed >> 4], axis=-1).reshape(-1)
+
+
+def _rank1_scales(x: jax.Array) -> list:
+  """For each axis ``d``, the maximum of ``|x|`` over all other axes (a vector of length ``x.shape[d]``)."""
+  a = jnp.abs(x)
+  return [jnp.max(a, axis=tuple(k for k in range(x.ndim) if k != d)) for d in range(x.ndim)]
+
+
+def _rank1_scale(parts: list, shape: tuple) -> jax.Array:
+  """The element-wise scale of rank-1 normalization: ``min_d M_d[i_d]`` broadcast to ``shape``."""
+  scale = None
+  for d, m in enumerate(parts):
+    m = lax.broadcast_in_dim(m, shape, (d,))
+    scale = m if scale is None else jnp.minimum(scale, m)
+  return scale
+
+
+def quantize_4bit(x: jax.Array, block_size: int = 128, signed: bool = True, rank1: bool = False) -> Quantized:
+  """Encodes ``x`` in 4 bits per value, two codes per byte (Li et al. 2023).
+
+  .. math::
+
+     c_i = \\arg\\min_k |q_k - x_i / s_i|
+
+  with ``q`` = :func:`map_4bit` (``signed``) and the scale ``s_i`` either
+  the absolute maximum of ``x_i``'s block of ``block_size`` values
+  (blockwise), or, with ``rank1`` and ``x.ndim ≥ 2``, rank-1 normalization:
+  ``s_i = min_d M_d[i_d]`` where ``M_d`` is the maximum of ``|x|`` over all
+  axes but ``d`` (for a matrix: the smaller of the row and the column
+  maximum), which adapts to outlier rows and columns at ``sum(shape)`` floats.
+  A scale of 0 decodes to 0.
+
+  Returns:
+    A :class:`Quantized`: ``codes`` ``uint8 [n_blocks, block_size // 2]`` and
+    ``scales`` ``float32 [n_blocks]`` (blockwise), or ``codes`` ``uint8
+    [ceil(x.size / 2)]`` and ``scales`` ``float32 [sum(x.shape)]`` (rank-1).
+
+  References:
+    Li, Chen & Zhu, 2023, https://arxiv.org/abs/2309.01507
+  """
+  block_size = check_block_size("quantize_4bit", block_size)
+  if block_size % 2:
+    raise ValueError(f"quantize_4bit: block_size={block_size} must be even (two 4-bit codes per byte). "
+                     "Use e.g. block_size=128, as the paper.")
+  x = jnp.asarray(x).astype(jnp.float32)
+  signed = bool(signed)
+  if rank1 and x.ndim >= 2:
+    parts = _rank1_scales(x)
+    scale = _rank1_scale(parts, x.shape)
+    y = x / jnp.where(scale > 0, scale, jnp.ones_like(scale))
+    codes = _nearest_code_4bit(jnp.ravel(y), signed)
+    codes = jnp.pad(codes, (0, codes.size % 2))
+    return Quantized(_pack(codes), jnp.concatenate(parts))
+  flat = jnp.ravel(x)
+  n_blocks = max(1, -(-flat.size // block_size))
+  blocks = jnp.pad(flat, (0, n_blocks * block_size - flat.size)).reshape(n_blocks, block_size)
+  scales = jnp.max(jnp.abs(blocks), axis=1)
+  y = blocks / jnp.where(scales > 0, scales, jnp.ones_like(scales))[:, None]
+  return Quantized(_pack(_nearest_code_4bit(y, signed)).reshape(n_blocks, block_size // 2), scales)
+
+
+def dequantize_4bit(q: Quantized, shape: tuple, signed: bool = True) -> jax.Array:
+  """Decodes a :class:`Quantized` of :func:`quantize_4bit` to a float32 array of ``shape``.
+
+  Whether it is rank-1 normalized is read from its codes' rank (1: rank-1).
+
+  References:
+    Li, Chen & Zhu, 2023, https://arxiv.org/abs/2309.01507
+  """
+  shape = tuple(shape)
+  size = int(np.prod(shape, dtype=np.int64))
+  table = jnp.asarray(_MAPS_4BIT[bool(signed)])
+  codes = _unpack(q.codes).astype(jnp.int32)
+  if q.codes.ndim == 1:  # rank-1
+    offsets = np.cumsum((0,) + shape)
+    parts = [q.scales[offsets[d]:offsets[d + 1]] for d in range(len(shape))]
+    return table[codes][:size].reshape(shape) * _rank1_scale(parts, shape)
+  # one lookup in each block's scaled map (as dequantize_blockwise): the scales are read where the value is
+  # computed, so a donated step can overwrite them in place
+  scaled = q.scales[:, None] * table  # [n_blocks, 16]
+  values = jnp.take_along_axis(scaled, codes.reshape(q.codes.shape[0], -1), axis=1, mode="promise_in_bounds")
+  return lax.reshape(values.reshape(-1)[:size], shape)
