@@ -256,8 +256,8 @@ from gradxform._scale_out.population import exploit as exploit
 from gradxform._scale_out.population import perturb as perturb
 from gradxform._scale_out.population import Population as Population
 from gradxform._scale_out.population import truncation_selection as truncation_selection
-from gradxform._scale_out.quantize import dequantize_blockwise as dequantize_blockwise
 from gradxform._scale_out.quantize import dequantize_4bit as dequantize_4bit
+from gradxform._scale_out.quantize import dequantize_blockwise as dequantize_blockwise
 from gradxform._scale_out.quantize import dynamic_map as dynamic_map
 from gradxform._scale_out.quantize import map_4bit as map_4bit
 from gradxform._scale_out.quantize import quantize_4bit as quantize_4bit
