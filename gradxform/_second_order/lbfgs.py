@@ -126,7 +126,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
   on the scale of the loss or of the parameters. It keeps ``H_k`` positive
   definite, so ``u`` is a descent direction. Before the first pair, ``u = min(1, 1/‖g‖) · g``. The memory is
   a ring of arrays of shape ``(m, n)`` over the raveled parameters, and the
-  recursion is two ``lax.fori_loop``s with masks for unfilled rows, so the
+  recursion is two ``lax.fori_loop`` loops with masks for unfilled rows, so the
   update is jittable. Follow it with a line search
   (:func:`scale_by_zoom_linesearch`, which satisfies the Wolfe conditions that
   BFGS theory assumes) or a learning rate; :func:`lbfgs` does.
