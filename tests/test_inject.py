@@ -46,7 +46,11 @@ def _leaf_layout(tree):
 def test_injected_catalogue_entry_is_static_and_gives_the_same_numbers(case):
   opt = case.make()
   injected = gx.inject(opt)
-  assert jax.tree.leaves(injected) == []  # nothing traced, nothing stored as data: static everywhere
+  # nothing traced, nothing stored as data: static everywhere (a schedule stays in the optimizer, with its
+  # own leaves: ADOPT's default clip count**0.25, schedule-free's warmup)
+  is_schedule = lambda x: isinstance(x, gx.schedules.Schedule)
+  outside = [x for x in jax.tree.leaves(injected, is_leaf=is_schedule) if not is_schedule(x)]
+  assert outside == []
   assert injected == gx.inject(opt) and hash(injected) == hash(gx.inject(opt))  # hashable: a static field
   params = _params32()
   expected, expected_state = _run(opt, params)

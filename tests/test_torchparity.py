@@ -233,7 +233,7 @@ def test_accumulator_dtype_update_reads_the_stored_buffer():
     (lambda: gx.asgd(0.1, maximize=[True]), "asgd: maximize"),
     (lambda: gx.scale_by_rms(centered=1), "scale_by_rms: centered"),
     (lambda: gx.trace(0.9, accumulator_dtype=jnp.int32), "trace: accumulator_dtype"),
-    (lambda: gx.sgd(0.1, momentum=0.9, accumulator_dtype="int8"), "trace: accumulator_dtype"),
+    (lambda: gx.sgd(0.1, momentum=0.9, accumulator_dtype="int8"), "sgd: accumulator_dtype"),
 ])
 def test_options_must_be_bools_and_dtypes(build, name):
   with pytest.raises(TypeError, match=name):

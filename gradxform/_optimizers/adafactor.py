@@ -163,12 +163,6 @@ class _ScaleByFactoredRms(Transform):
           f"{_NAME}: the update at {_tree.keystr(path)} has shape {g.shape}, but the optimizer "
           f"state for it (v_row, v_col, v shapes {got}) was made for another shape. Gradients "
           "must have the shape of the parameters given to init().")
-    for x in (row, col, v):
-      if x is not None and self.dtype is None and x.dtype != g.dtype:
-        raise TypeError(
-            f"{_NAME}: the update at {_tree.keystr(path)} has dtype {g.dtype}, but the optimizer "
-            f"state for it has dtype {x.dtype}. Cast the gradients to the parameters' dtype, or "
-            "call init() with parameters of the gradients' dtype.")
 
   def _rule(self, g, row, col, v, scalars):
     dtype = _tree.compute_dtype(g.dtype)

@@ -95,7 +95,7 @@ class _ScaleByShampoo(Transform):
       raise _tree._structure_error(name, "update", updates, state.factors) from None
     paths, leaves = [p for p, _ in flat], [g for _, g in flat]
     if state.graft is not None:
-      _tree._check_leaves(name, "update", paths, leaves, nus, self.nu_dtype is None)
+      _tree._check_leaves(name, "update", paths, leaves, nus)
     t = state.count + 1
     preconditioning = t >= self.start_preconditioning_step
     refresh = jnp.logical_and(preconditioning, (t - self.start_preconditioning_step)

@@ -115,7 +115,7 @@ class _ScaleBySoap(Transform):
     except (ValueError, TypeError):
       raise _tree._structure_error(name, "update", updates, state.mu) from None
     grads = [g for _, g in flat]
-    _tree._check_leaves(name, "update", [p for p, _ in flat], grads, fields[0], self.mu_dtype is None)
+    _tree._check_leaves(name, "update", [p for p, _ in flat], grads, fields[0])
     scalars = dict(hp, shampoo_beta=hp["b2"] if self.shampoo_beta is None else hp["shampoo_beta"],
                    step=state.count.astype(hp["b1"].dtype))  # the reference's step: the first call only sets up
     # The reference refreshes the bases at the end of a step (after its Adam step); the same refresh

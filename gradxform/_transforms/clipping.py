@@ -76,8 +76,8 @@ class _ClipByGlobalNorm(Transform):
   State = ClipByGlobalNormState
 
   def init_fields(self, params):
-    zero = jnp.zeros([], jnp.float32)
-    return {"norm": zero, "clipped_norm": zero, "clipped_steps": jnp.zeros([], jnp.int32)}
+    zero = lambda: jnp.zeros([], jnp.float32)  # one buffer each: a donated state must not alias itself
+    return {"norm": zero(), "clipped_norm": zero(), "clipped_steps": jnp.zeros([], jnp.int32)}
 
   def apply(self, updates, state, params, hp, **extra):
     _tree.check_floating("clip_by_global_norm", updates, "update", allow_complex=True)

@@ -35,8 +35,8 @@ class _Monitor(GradientTransformation):
   inner: GradientTransformation
 
   def init(self, params):
-    zero = jnp.zeros([], jnp.float32)
-    return MonitorState(zero, zero, zero, self.inner.init(params))
+    zero = lambda: jnp.zeros([], jnp.float32)  # one buffer each: a donated state must not alias itself
+    return MonitorState(zero(), zero(), zero(), self.inner.init(params))
 
   def update(self, updates, state, params=None, **extra):
     if not isinstance(state, MonitorState):
