@@ -32,47 +32,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import gradxform as gx  # noqa: E402
 
-BATCH_SIZE = 50  # 28 steps per epoch
+from digits_mlp import BATCH_SIZE, accuracy, init_params, load_data, loss_fn  # noqa: E402  (the same MLP and data)
+
 MAX_NORM = 0.3  # clips the first few epochs' steps
-
-
-def load_data():
-  digits = load_digits()
-  order = np.random.default_rng(0).permutation(len(digits.target))
-  x, y = digits.data[order].astype(np.float32), digits.target[order].astype(np.int32)
-  x_train, y_train, x_val, y_val = x[:1400], y[:1400], x[1400:], y[1400:]
-  mean, std = x_train.mean(0), x_train.std(0)
-  std[std == 0] = 1.0  # some corner pixels are always blank
-  return tuple(jnp.asarray(a) for a in ((x_train - mean) / std, y_train, (x_val - mean) / std, y_val))
-
-
-def init_params(key, sizes=(64, 64, 10)):
-  params = {}
-  for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-    key, sub = jax.random.split(key)
-    params[f"w{i}"] = jax.random.normal(sub, (fan_in, fan_out), jnp.float32) * fan_in**-0.5
-    params[f"b{i}"] = jnp.zeros(fan_out, jnp.float32)
-  return params
-
-
-def predict(params, x):
-  return jnp.tanh(x @ params["w0"] + params["b0"]) @ params["w1"] + params["b1"]
-
-
-def loss_fn(params, x, y):
-  log_probs = jax.nn.log_softmax(predict(params, x))
-  return -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
-
-
-def accuracy(params, x, y):
-  return jnp.mean(jnp.argmax(predict(params, x), axis=1) == y)
 
 
 def make_optimizer(steps_per_epoch, swa_start_epoch):
