@@ -23,7 +23,13 @@ import inspect
 import os
 import time
 
-import matplotlib
+# XLA's CPU scheduler can deadlock a vmapped SOAP/Shampoo population (all threads idle, the program never
+# returns; jax 0.10, seen on 2 cores); its plain scheduler does not. Set before jax starts its CPU backend.
+if "concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_cpu_enable_concurrency_optimized_scheduler=false").strip()
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

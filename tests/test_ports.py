@@ -247,14 +247,14 @@ def test_accumulate_with_a_schedule_matches_optax_multisteps(optax, kind):
     opt = gx.accumulate(gx.sgd(0.1, momentum=0.8, nesterov=True), every_k=every_k)
     ref = optax.MultiSteps(optax.sgd(0.1, momentum=0.8, nesterov=True), every_k_schedule=k_of)
     p, s, rp, rs = params, opt.init(params), params, ref.init(params)
-    update = jax.jit(opt.update)
+    update, ref_update, has_updated = jax.jit(opt.update), jax.jit(ref.update), jax.jit(ref.has_updated)
     emitted = []
     for t, g in enumerate(stream):
       updates, s = update(f64(g), s, p)
       p = gx.apply_updates(p, updates)
-      r_updates, rs = ref.update(f64(g), rs, rp)
+      r_updates, rs = ref_update(f64(g), rs, rp)
       rp = optax.apply_updates(rp, r_updates)
-      assert bool(s.emitted) == bool(ref.has_updated(rs)), f"step {t}"
+      assert bool(s.emitted) == bool(has_updated(rs)), f"step {t}"
       assert int(s.gradient_step) == int(rs.gradient_step)
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-6, err_msg=f"step {t}"),
                    p, rp)

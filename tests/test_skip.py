@@ -40,13 +40,13 @@ def test_matches_optax_multisteps_with_a_skip_function(name):
     ours = gx.accumulate(gx.adam(0.05, b1=0.8), every_k=3, should_skip=ours_fn)
     theirs = optax.MultiSteps(optax.adam(0.05, b1=0.8), every_k_schedule=3, should_skip_update_fn=theirs_fn)
     s1, s2 = ours.init(params), theirs.init(params)
-    step = jax.jit(ours.update)
+    step, their_step = jax.jit(ours.update), jax.jit(theirs.update)
     skipped = 0
     for t, g in enumerate(stream()):
       g = jax.tree.map(jnp.asarray, g)
       u, s1 = step(g, s1, params)
       with jax.numpy_dtype_promotion("standard"):  # optax's adam mixes int32 counts and floats
-        v, s2 = theirs.update(g, s2, params)
+        v, s2 = their_step(g, s2, params)
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8, err_msg=f"step {t}"), u, v)
       assert bool(s1.skip_state["should_skip"]) == bool(s2.skip_state["should_skip"])
       skipped += int(s1.skip_state["should_skip"])

@@ -32,106 +32,10 @@ import numpy as np
 
 from gradxform._core.base import GradientTransformation
 from gradxform._core.module import InState
+from gradxform._core.ranges import check_hyperparameter
 from gradxform._core.tree import check_floating, increment
 
 __all__ = ["Hyperparams", "Transform", "check_hyperparameter"]
-
-
-def _is_concrete(value: Any) -> bool:
-  return not isinstance(value, jax.core.Tracer)
-
-
-def check_hyperparameter(
-    transform: str,
-    name: str,
-    value: Any,
-    *,
-    low: Optional[float] = None,
-    high: Optional[float] = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    hint: str = "",
-) -> None:
-  """Raises a ``ValueError`` if a concrete hyperparameter is outside its range.
-
-  Schedules and traced values are not checked here (they are only known when
-  the update runs). ``hint`` says what the hyperparameter means and which
-  value to use instead.
-  """
-  if callable(value) or not _is_concrete(value):
-    return
-  if not (isinstance(value, numbers.Number) or hasattr(value, "__array__")):
-    raise TypeError(
-        f"{transform}: {name} must be a number, an array or a schedule "
-        f"(a function of the step count); got {type(value).__name__} {value!r}."
-    )
-  if isinstance(value, (bool, np.bool_)) or (
-      hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.bool_)
-  ):
-    raise TypeError(f"{transform}: {name} must be a number, an array or a schedule, not a boolean.")
-  try:
-    array = np.asarray(value, dtype=np.float64)
-  except (TypeError, ValueError):
-    raise TypeError(
-        f"{transform}: {name} must be a number, an array or a schedule "
-        f"(a function of the step count); got {type(value).__name__}."
-    ) from None
-  shown = value if isinstance(value, numbers.Number) else array
-  if not np.all(np.isfinite(array)):
-    raise ValueError(f"{transform}: {name}={shown} is not finite. {hint}".rstrip())
-  left = "-inf" if low is None else f"{low:g}"
-  right = "inf" if high is None else f"{high:g}"
-  interval = ("(" if low_open or low is None else "[") + f"{left}, {right}" + (
-      ")" if high_open or high is None else "]")
-
-  def out_of_range(a):
-    too_low = low is not None and np.any(a <= low if low_open else a < low)
-    too_high = high is not None and np.any(a >= high if high_open else a > high)
-    return too_low or too_high
-
-  if out_of_range(array):
-    raise ValueError(f"{transform}: {name}={shown} is out of range {interval}. {hint}".rstrip())
-  # The value is used in its dtype of use (float32 for Python numbers): check it as it will be cast, so
-  # b2=0.99999999 (1.0 in float32) or lr=1e40 (inf in float32) are refused instead of training to NaN.
-  dtype = _use_dtype(value)
-  with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-    cast = np.asarray(array.astype(dtype), dtype=np.float64)
-  if not np.all(np.isfinite(cast)) or out_of_range(cast):
-    safe = _nearest_safe(array, dtype, low, high, low_open, high_open)
-    became = cast if cast.ndim else cast.item()
-    wide = (" (under jax_enable_x64, a float64 array such as np.float64(...) is used in float64)"
-            if dtype == np.float32 and jax.config.jax_enable_x64 else "")
-    raise ValueError(
-        f"{transform}: {name}={shown} becomes {became} in {dtype.name}, the dtype it is computed in{wide}, "
-        f"which is {'not finite' if not np.all(np.isfinite(cast)) else f'out of range {interval}'}; "
-        f"the nearest safe value is {safe:.{jnp.finfo(dtype).precision + 3}g}. {hint}".rstrip())
-
-
-def _use_dtype(value: Any) -> np.dtype:
-  """The dtype a hyperparameter is computed in: its own floating dtype (canonicalized, so float64 only
-  under x64), else float32 (Python numbers and integer arrays)."""
-  dtype = getattr(value, "dtype", None)
-  if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
-    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))
-  return np.dtype(np.float32)
-
-
-def _nearest_safe(array: np.ndarray, dtype: np.dtype, low, high, low_open: bool, high_open: bool) -> float:
-  """The value of ``dtype`` closest to the (first offending) entry of ``array`` inside the interval."""
-  info = jnp.finfo(dtype)
-  top, bottom = float(info.max), -float(info.max)
-  if high is not None:
-    h = np.asarray(high, dtype)
-    top = min(top, float(np.nextafter(h, np.asarray(-np.inf, dtype)) if high_open else h))
-  if low is not None:
-    lo = np.asarray(low, dtype)
-    bottom = max(bottom, float(np.nextafter(lo, np.asarray(np.inf, dtype)) if low_open else lo))
-  flat = array.reshape(-1)
-  with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-    cast = flat.astype(dtype).astype(np.float64)
-  bad = [x for x, c in zip(flat, cast) if not (bottom <= c <= top)]
-  x = float(bad[0]) if bad else float(flat[0])
-  return float(min(max(x, bottom), top))
 
 
 def _hyper_dtype(value: Any) -> jnp.dtype:

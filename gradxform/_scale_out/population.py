@@ -65,6 +65,13 @@ class Population:
     hyperparams: ``{name: values}``, one 1-D sequence per factory argument,
       all of the same length (the number of members); kept, as floating
       arrays, in ``self.hyperparams`` (``self.size`` is the number of members).
+
+  Known issue (XLA:CPU, jax 0.10): a population of SOAP (and, less often,
+  Shampoo) on a model with several matrices of different shapes can hang in
+  its first call (every thread idle; the same program without ``vmap`` runs).
+  XLA's concurrency-optimized CPU scheduler is at fault: start the process with
+  ``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false`` (as
+  ``examples/char_lm.py`` does). It was seen on CPU only.
   """
 
   def __init__(self, factory: Callable[..., Any], hyperparams: Mapping[str, Any]) -> None:

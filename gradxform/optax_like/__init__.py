@@ -13,9 +13,11 @@ namespace ``gradxform`` keeps ``torch.optim``'s variants and defaults, and a
 port from optax should not silently change the algorithm. Names that exist in
 both places with identical numbers (``chain``, ``masked``, ``apply_updates``,
 ``scale``, ``clip``, ...) are the same objects. ``amsgrad`` takes the max of the
-bias-corrected ``v̂`` as optax; ``adam(nesterov=True)`` is optax's. Not here yet (they need optax's own rules): ``nadam`` (constant
-``b1``), ``radam`` (optax's threshold), ``lbfgs`` (optax's zoom search and
-scaling); calling them raises.
+bias-corrected ``v̂`` as optax; ``adam(nesterov=True)`` is optax's; ``nadam``
+and ``nadamw`` keep ``b1`` constant (optax's NAdam; ``gx.nadam`` is torch's,
+with its momentum-decay schedule); ``radam`` rectifies from ``threshold`` with
+``eps`` on ``√v̂`` (optax's rule). Not here yet: ``lbfgs`` (optax's own zoom
+search and initial scaling); calling it raises and names ``gx.lbfgs``.
 
 May import: everything in gradxform (it sits above every layer).
 """
@@ -31,6 +33,7 @@ from gradxform.optax_like._aliases import clip_by_global_norm as clip_by_global_
 from gradxform.optax_like._aliases import lbfgs as lbfgs
 from gradxform.optax_like._aliases import lion as lion
 from gradxform.optax_like._aliases import nadam as nadam
+from gradxform.optax_like._aliases import nadamw as nadamw
 from gradxform.optax_like._aliases import radam as radam
 from gradxform.optax_like._aliases import rmsprop as rmsprop
 from gradxform.optax_like._aliases import scale_by_adadelta as scale_by_adadelta
@@ -38,6 +41,7 @@ from gradxform.optax_like._aliases import scale_by_adam as scale_by_adam
 from gradxform.optax_like._aliases import scale_by_adamax as scale_by_adamax
 from gradxform.optax_like._aliases import scale_by_learning_rate as scale_by_learning_rate
 from gradxform.optax_like._aliases import scale_by_lion as scale_by_lion
+from gradxform.optax_like._aliases import scale_by_radam as scale_by_radam
 from gradxform.optax_like._aliases import scale_by_rms as scale_by_rms
 from gradxform.optax_like._aliases import scale_by_stddev as scale_by_stddev
 from gradxform.optax_like._aliases import sgd as sgd

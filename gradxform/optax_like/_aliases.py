@@ -13,8 +13,9 @@ from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._transforms.clipping import ClipState
 
 __all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "add_decayed_weights", "amsgrad",
-           "clip_by_global_norm", "ema", "lbfgs", "lion", "nadam", "radam", "rmsprop", "scale_by_adadelta",
-           "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate", "scale_by_lion", "scale_by_rms",
+           "clip_by_global_norm", "ema", "lbfgs", "lion", "nadam", "nadamw", "radam", "rmsprop",
+           "scale_by_adadelta", "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate", "scale_by_lion",
+           "scale_by_radam", "scale_by_rms",
            "scale_by_stddev", "sgd", "trace"]
 
 
@@ -52,8 +53,57 @@ def amsgrad(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
     raise NotImplementedError("gx.optax_like.amsgrad: only eps_root=0.0 (optax's default) is reproduced yet.")
   return gx.amsgrad(learning_rate, b1, b2, eps, debias_before_max=True, mu_dtype=mu_dtype)
 
-nadam = _not_yet("nadam", "optax's NAdam keeps b1 constant (gx.nadam follows torch's momentum-decay schedule)")
-radam = _not_yet("radam", "optax rectifies from its own threshold (gx.radam follows torch)")
+
+
+def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+          mu_dtype: Optional[Any] = None, *, nesterov: bool = True) -> GradientTransformation:
+  """``optax.nadam``: Adam with optax's Nesterov numerator and a constant ``b1``.
+
+  ``u = (β₁ m_t/(1−β₁^{t+1}) + (1−β₁) g_t/(1−β₁^t)) / (√(v̂_t + ε_root) + ε)``, then ``−η u``
+  (:func:`gradxform.scale_by_adam` with ``nesterov=True``). ``gx.nadam`` is torch's NAdam, with its
+  momentum-decay schedule ``μ_t``.
+
+  References:
+    Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
+  """
+  return gx.chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov), _lr(learning_rate))
+
+
+def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+           mu_dtype: Optional[Any] = None, weight_decay: Any = 1e-4, mask: Any = None, *,
+           nesterov: bool = True) -> GradientTransformation:
+  """``optax.nadamw``: :func:`nadam`'s direction plus decoupled decay ``λp`` (optax's default ``1e-4``).
+
+  ``p ← p − η(u_t + λp)``.
+
+  References:
+    Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ; Loshchilov & Hutter, 2019,
+    https://arxiv.org/abs/1711.05101
+  """
+  return gx.chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+                  gx.add_decayed_weights(weight_decay, mask=mask), _lr(learning_rate))
+
+
+def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0, threshold: Any = 5.0,
+                   *, nesterov: bool = False) -> GradientTransformation:
+  """``optax.scale_by_radam``: rectified when ``ρ_t ≥ threshold``, ``ε`` on ``√(v̂ + ε_root)``.
+
+  :func:`gradxform.scale_by_radam` with ``eps_root`` given (optax's rule; see its formula).
+
+  References:
+    Liu et al., 2020, https://arxiv.org/abs/1908.03265
+  """
+  return gx.scale_by_radam(b1, b2, eps, eps_root=eps_root, threshold=threshold, nesterov=nesterov)
+
+
+def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
+          threshold: Any = 5.0, *, nesterov: bool = False) -> GradientTransformation:
+  """``optax.radam``: ``chain(scale_by_radam(b1, b2, eps, eps_root, threshold), scale_by_learning_rate)``.
+
+  References:
+    Liu et al., 2020, https://arxiv.org/abs/1908.03265
+  """
+  return gx.chain(scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov), _lr(learning_rate))
 lbfgs = _not_yet("lbfgs", "optax's L-BFGS has its own zoom search and initial scaling")
 
 

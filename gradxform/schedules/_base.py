@@ -27,7 +27,11 @@ class Schedule(Module):
   Subclasses are frozen dataclasses registered as pytrees (see
   :class:`gradxform._module.Module`): numeric fields are leaves, fields
   declared with ``static_field()`` are options. They define ``__call__``.
+  A schedule given as a hyperparameter is checked over its whole range at
+  construction (``range_checked``; see :func:`gradxform._core.ranges.sample_counts`).
   """
+
+  range_checked = True
 
   def __call__(self, count: Any) -> jax.Array:
     """The value at ``count`` (an integer scalar, 0 at the first update)."""
