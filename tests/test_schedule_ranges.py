@@ -118,3 +118,27 @@ def test_sampled_counts_cover_the_turning_points():
     assert {turn - 1, turn, turn + 1} <= counts
   assert 2**31 - 1 in counts  # the count saturates there
   assert set(range(4096)) <= counts
+
+
+@pytest.mark.parametrize("make", [
+    lambda: S.linear(jnp.asarray(0.5, jnp.bfloat16), 0.9, 2),
+    lambda: S.warmup_cosine_decay(0.0, np.float32(0.1), 2, 5),
+], ids=["bf16_start", "np_float32_peak"])
+@pytest.mark.parametrize("x64", [False, True])
+def test_eager_state_is_a_fixed_point_of_the_jitted_scanned_update(make, x64):
+  """Issue 18's example: a schedule mixing an explicit dtype with Python floats keeps one dtype eagerly,
+  under jit and in a scan carry (accumulate and apply_if_finite scan/cond over the state)."""
+  with jax.enable_x64(x64):
+    params = {"w": jnp.ones(3, jnp.float32)}
+    for opt in (gx.sgd(make(), momentum=0.9), gx.accumulate(gx.adam(make()), every_k=2),
+                gx.apply_if_finite(gx.adam(make()), 2)):
+      state = opt.init(params)
+      eager = jax.tree.map(lambda x: (jnp.result_type(x), jnp.shape(x)), state)
+      _, jitted = jax.jit(opt.update)(params, state, params)
+      assert jax.tree.map(lambda x: (jnp.result_type(x), jnp.shape(x)), jitted) == eager
+
+      def body(state, _):
+        return opt.update(params, state, params)[1], None
+
+      scanned, _ = jax.lax.scan(body, state, None, length=3)
+      assert jax.tree.map(lambda x: (jnp.result_type(x), jnp.shape(x)), scanned) == eager

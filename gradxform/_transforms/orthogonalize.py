@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from gradxform._core import tree as _tree
+from gradxform._transforms.kronecker import with_auto_axes
 
 __all__ = ["MuonDimensionNumbers", "newton_schulz"]
 
@@ -132,7 +133,15 @@ def newton_schulz(x: jax.Array, coefficients: Sequence[tuple], eps: Any, eps_mod
 
 
 def _orthogonalize(g: jax.Array, axes: tuple, coefficients, eps, eps_mode, dtype) -> jax.Array:
-  """Newton-Schulz on every matrix of ``g``: batch axes vmapped, reduction/output axes flattened."""
+  """Newton-Schulz on every matrix of ``g``: batch axes vmapped, reduction/output axes flattened.
+
+  On a mesh with ``Explicit`` axes the iteration runs with them as ``Auto`` (a Gram matrix contracts a
+  sharded axis: XLA reduces it) and the result comes back sharded as ``g``.
+  """
+  return with_auto_axes(lambda g: _orthogonalize_matrices(g, axes, coefficients, eps, eps_mode, dtype), (g,), g)
+
+
+def _orthogonalize_matrices(g: jax.Array, axes: tuple, coefficients, eps, eps_mode, dtype) -> jax.Array:
   batch, red, out = axes
   order = batch + red + out
   sizes = lambda ax: tuple(g.shape[a] for a in ax)
