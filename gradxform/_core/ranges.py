@@ -80,10 +80,7 @@ def check_hyperparameter(
   interval = ("(" if low_open or low is None else "[") + f"{left}, {right}" + (
       ")" if high_open or high is None else "]")
 
-  def out_of_range(a):
-    too_low = low is not None and np.any(a <= low if low_open else a < low)
-    too_high = high is not None and np.any(a >= high if high_open else a > high)
-    return too_low or too_high
+  out_of_range = lambda a: bool(_outside(a, low, high, low_open, high_open).any())  # noqa: E731
 
   if out_of_range(array):
     raise ValueError(f"{transform}: {name}={shown} is out of range {interval}. {hint}".rstrip())
@@ -101,6 +98,16 @@ def check_hyperparameter(
         f"{transform}: {name}={shown} becomes {became} in {dtype.name}, the dtype it is computed in{wide}, "
         f"which is {'not finite' if not np.all(np.isfinite(cast)) else f'out of range {interval}'}; "
         f"the nearest safe value is {safe:.{jnp.finfo(dtype).precision + 3}g}. {hint}".rstrip())
+
+
+def _outside(a: np.ndarray, low, high, low_open: bool, high_open: bool) -> np.ndarray:
+  """Elementwise: whether each entry of ``a`` lies outside the interval (``None`` bounds are open-ended)."""
+  bad = np.zeros(np.shape(a), bool)
+  if low is not None:
+    bad |= (a <= low) if low_open else (a < low)
+  if high is not None:
+    bad |= (a >= high) if high_open else (a > high)
+  return bad
 
 
 def _use_dtype(value: Any) -> np.dtype:
@@ -199,15 +206,10 @@ def _check_schedule(transform: str, name: str, schedule: Any, bounds: dict) -> N
   array = np.asarray(values, np.float64).reshape(-1)
   if array.size != counts.size:
     return  # not a scalar schedule: resolve refuses it with its shape
-  low, high = bounds["low"], bounds["high"]
+  interval = (bounds["low"], bounds["high"], bounds["low_open"], bounds["high_open"])
   with np.errstate(over="ignore", under="ignore", invalid="ignore"):
     cast = array.astype(dtype).astype(np.float64)
-  bad = ~np.isfinite(cast)
-  for a in (array, cast):
-    if low is not None:
-      bad |= (a <= low) if bounds["low_open"] else (a < low)
-    if high is not None:
-      bad |= (a >= high) if bounds["high_open"] else (a > high)
+  bad = ~np.isfinite(cast) | _outside(array, *interval) | _outside(cast, *interval)
   if not bad.any():
     return
   first = int(np.argmax(bad))

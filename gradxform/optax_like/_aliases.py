@@ -15,8 +15,7 @@ from gradxform._transforms.clipping import ClipState
 __all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "add_decayed_weights", "amsgrad",
            "clip_by_global_norm", "ema", "lbfgs", "lion", "nadam", "nadamw", "radam", "rmsprop",
            "scale_by_adadelta", "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate", "scale_by_lion",
-           "scale_by_radam", "scale_by_rms",
-           "scale_by_stddev", "sgd", "trace"]
+           "scale_by_radam", "scale_by_rms", "scale_by_stddev", "sgd", "trace"]
 
 
 # the same numbers in both places: the same objects
@@ -44,15 +43,12 @@ def _not_yet(name: str, why: str):
   return missing
 
 
-
-
 def amsgrad(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
             mu_dtype: Optional[Any] = None) -> GradientTransformation:
   """``optax.amsgrad``: the maximum of the bias-corrected ``v̂`` (``gx.amsgrad`` follows torch: the raw ``v``)."""
   if not (isinstance(eps_root, (int, float)) and eps_root == 0):
     raise NotImplementedError("gx.optax_like.amsgrad: only eps_root=0.0 (optax's default) is reproduced yet.")
   return gx.amsgrad(learning_rate, b1, b2, eps, debias_before_max=True, mu_dtype=mu_dtype)
-
 
 
 def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
@@ -66,7 +62,7 @@ def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, e
   References:
     Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ
   """
-  return gx.chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov), _lr(learning_rate))
+  return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
 
 
 def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
@@ -80,8 +76,7 @@ def nadamw(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, 
     Dozat, 2016, https://openreview.net/forum?id=OM0jvwB8jIp57ZJjtNEZ; Loshchilov & Hutter, 2019,
     https://arxiv.org/abs/1711.05101
   """
-  return gx.chain(scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
-                  gx.add_decayed_weights(weight_decay, mask=mask), _lr(learning_rate))
+  return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov)
 
 
 def scale_by_radam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0, threshold: Any = 5.0,
@@ -104,6 +99,8 @@ def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, e
     Liu et al., 2020, https://arxiv.org/abs/1908.03265
   """
   return gx.chain(scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov), _lr(learning_rate))
+
+
 lbfgs = _not_yet("lbfgs", "optax's L-BFGS has its own zoom search and initial scaling")
 
 
