@@ -192,7 +192,7 @@ def _check_schedule(transform: str, name: str, schedule: Any, bounds: dict) -> N
     counts = sample_counts(schedule)
     try:
       values = jax.vmap(schedule)(jnp.asarray(counts))
-    except Exception:  # a plain function inside join(...) that does not vmap: count 0 only
+    except Exception:  # a user function inside join or lambda_schedule that does not vmap: count 0 only
       counts = None
   if counts is None:
     counts = np.zeros(1, np.int32)

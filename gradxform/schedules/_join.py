@@ -16,7 +16,6 @@ class _Function(Schedule):
   """A plain function ``count -> value`` (an optax schedule, a lambda) inside :func:`join`."""
 
   fn: Callable = static_field()
-  range_checked = False  # a user's function: checked at count 0 only
 
   def __call__(self, count):
     value = self.fn(count)
