@@ -65,7 +65,9 @@ def test_matches_torch_complex128(case):
 
 @pytest.mark.parametrize("make", [lambda: gx.adam(0.05, b1=0.8), lambda: gx.chain(gx.clip_by_global_norm(2.0),
                                                                                    gx.rmsprop(0.01, momentum=0.5)),
-                                  lambda: gx.lion(0.01, weight_decay=0.1)], ids=["adam", "clip_rmsprop", "lion"])
+                                  lambda: gx.lion(0.01, weight_decay=0.1), lambda: gx.yogi(0.05, b1=0.8),
+                                  lambda: gx.adabelief(0.05, b2=0.9)],
+                         ids=["adam", "clip_rmsprop", "lion", "yogi", "adabelief"])
 def test_complex_equals_the_real_view(make):
   """Optimizing z equals optimizing view_as_real(z), leaf by leaf, in complex64."""
   params = jax.tree.map(lambda x: jnp.asarray(x, jnp.complex64), complex_params())

@@ -97,10 +97,12 @@ def test_schedule_name_stays_at_its_place(name):
 
 
 def test_one_public_path_per_name():
-  """Folders are private: no public module besides ``gradxform`` and ``gradxform.schedules``."""
+  """Folders are private: no public module besides ``gradxform``, ``gradxform.schedules`` and optax_like's mirrors
+  of ``optax``, ``optax.contrib`` and ``optax.schedules``."""
   for path, parts in _modules():
     private = any(p.startswith("_") and p != "__init__.py" for p in parts)
-    assert private or parts in (("__init__.py",), ("schedules", "__init__.py"), ("optax_like", "__init__.py")), (
+    optax_mirrors = (("optax_like", "__init__.py"), ("optax_like", "contrib.py"), ("optax_like", "schedules.py"))
+    assert private or parts in (("__init__.py",), ("schedules", "__init__.py")) + optax_mirrors, (
         f"{path} is a public module path; keep it in a private (underscore) folder or file")
 
 

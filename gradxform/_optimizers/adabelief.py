@@ -29,6 +29,7 @@ class ScaleByBeliefState(NamedTuple):
 
 
 class _ScaleByBelief(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   eps: Any

@@ -11,7 +11,7 @@ from jax import lax
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import Transform, check_betas, is_literal_zero, named
+from gradxform._core.hyperparams import Transform, check_betas, check_hyperparameter, is_literal_zero, named
 from gradxform._core.module import static_field
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.options import check_dtype_option
@@ -54,13 +54,24 @@ class _ScaleByLion(Transform):
   complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
+  smooth_beta: Any = None  # the tanh's scale, mode "smooth" only (else not a hyperparameter)
   mu_dtype: Optional[Any] = static_field(default=None)
+  mode: str = static_field(default="hard")
   State = ScaleByLionState
 
   def init_fields(self, params):
     return {"mu": _tree.zeros_like("scale_by_lion", params, self.mu_dtype)}
 
   def apply(self, updates, state, params, hp, **extra):
+    if self.mode != "hard":
+      def soft_rule(g, mu, b1, b2, smooth_beta=None):
+        x = b1 * mu + (1 - b1) * g
+        u = jnp.tanh(smooth_beta * x) if self.mode == "smooth" else jnp.where(jnp.abs(x) < 1, x, jnp.sign(x))
+        return u, b2 * mu + (1 - b2) * g
+
+      updates, mu = _tree.leafwise("scale_by_lion", soft_rule, updates, state.mu, scalars=hp,
+                                   check_dtype=(self.mu_dtype is None,))
+      return updates, {"mu": mu}
 
     def rule(g, mu, b1, b2):
       code = _sign_code(b1 * mu + (1 - b1) * g)
@@ -74,7 +85,8 @@ class _ScaleByLion(Transform):
     return updates, {"mu": mu}
 
 
-def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None) -> GradientTransformation:
+def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None, *, mode: str = "hard",
+                  smooth_beta: Any = 1.0) -> GradientTransformation:
   """Lion's direction (Chen et al. 2023, Algorithm 2).
 
   .. math::
@@ -82,11 +94,18 @@ def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None)
      u_t = \\operatorname{sign}(\\beta_1 m_{t-1} + (1-\\beta_1) g_t), \\qquad
      m_t = \\beta_2 m_{t-1} + (1-\\beta_2) g_t
 
+  ``mode`` replaces the sign as ``optax.scale_by_lion`` does: ``"smooth"``
+  uses ``tanh(s·x)`` (``s = smooth_beta``), ``"refined"`` keeps ``x`` where
+  ``|x| < 1`` and its sign elsewhere; ``"hard"`` (the default) is the sign.
+
   Args:
     b1: interpolation weight of the update, in [0, 1).
     b2: decay of the momentum, in [0, 1).
     mu_dtype: dtype of ``m`` (default: the parameters'). ``u_t`` reads
       ``m_{t-1}`` as stored (rounded to this dtype).
+    mode: ``"hard"``, ``"smooth"`` or ``"refined"`` (above).
+    smooth_beta: ``s > 0``, the tanh's scale in mode ``"smooth"`` (float,
+      array or schedule).
 
   Both outputs read ``m_{t-1}``; the sign is materialized first (one byte
   per value) and the new momentum is ordered after it, so a jitted step that
@@ -99,7 +118,14 @@ def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None)
     https://arxiv.org/abs/2302.06675
   """
   check_betas("scale_by_lion", b1, b2)
-  return _ScaleByLion(b1, b2, mu_dtype=check_dtype_option("scale_by_lion", "mu_dtype", mu_dtype))
+  if mode not in ("hard", "smooth", "refined"):
+    raise ValueError(f"scale_by_lion: mode={mode!r} is not one of 'hard' (the sign, Lion's rule), 'smooth' "
+                     "(tanh(smooth_beta * x)) or 'refined' (x where |x| < 1, else its sign).")
+  if mode == "smooth":
+    check_hyperparameter("scale_by_lion", "smooth_beta", smooth_beta, low=0.0,
+                         hint="smooth_beta scales the argument of tanh; use a positive value such as 1.0.")
+  return _ScaleByLion(b1, b2, smooth_beta if mode == "smooth" else None,
+                      mu_dtype=check_dtype_option("scale_by_lion", "mu_dtype", mu_dtype), mode=mode)
 
 
 @named

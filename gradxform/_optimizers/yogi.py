@@ -26,6 +26,7 @@ class ScaleByYogiState(NamedTuple):
 
 
 class _ScaleByYogi(Transform):
+  complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   b1: Any
   b2: Any
   eps: Any
@@ -36,7 +37,9 @@ class _ScaleByYogi(Transform):
   def init_fields(self, params):
     zeros = _tree.zeros_like("scale_by_yogi", params)
     init = self.initial_accumulator_value
-    full = lambda: jax.tree.map(lambda z: z + jnp.asarray(init).astype(z.dtype), zeros)
+    # a complex leaf's state is its real view's: the initial value in both the real and the imaginary part
+    fill = lambda z: jnp.asarray(init).astype(z.dtype) * (1 + 1j if jnp.iscomplexobj(z) else 1)
+    full = lambda: jax.tree.map(lambda z: z + fill(z).astype(z.dtype), zeros)
     return {"mu": full(), "nu": full()}
 
   def apply(self, updates, state, params, hp, **extra):

@@ -11,6 +11,7 @@ from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter
+from gradxform._core.module import static_field
 from gradxform._core.objective import data_arguments, scalar_dtype, vdot
 from gradxform._core.hyperparams import named as _named
 from gradxform._transforms.scaling import scale_by_learning_rate
@@ -30,6 +31,7 @@ class _ScaleByPolyak(Transform):
   f_min: Any
   max_learning_rate: Any
   eps: Any
+  variant: str = static_field(default="sps+")
   State = ScaleByPolyakState
 
   def init_fields(self, params):
@@ -49,14 +51,17 @@ class _ScaleByPolyak(Transform):
       _tree.require_params(name, params, "evaluate value_fn(params)")
       value = value_fn(params, **data_arguments(value_fn, extra))
     dtype = scalar_dtype(updates)
-    gap = jnp.maximum(jnp.asarray(value).astype(dtype) - hp["f_min"].astype(dtype), 0)
+    gap = jnp.asarray(value).astype(dtype) - hp["f_min"].astype(dtype)
+    if self.variant == "sps+":
+      gap = jnp.maximum(gap, 0)
     step = _tree.divide_or_zero(gap, vdot(updates, updates, dtype) + hp["eps"].astype(dtype))
     step = jnp.minimum(step, hp["max_learning_rate"].astype(dtype))
     updates, = _tree.leafwise(name, lambda g, step: (step * g,), updates, scalars={"step": step})
     return updates, {"step_size": step.astype(state.step_size.dtype)}
 
 
-def scale_by_polyak(f_min: Any = 0.0, max_learning_rate: Any = 1.0, eps: Any = 0.0) -> GradientTransformation:
+def scale_by_polyak(f_min: Any = 0.0, max_learning_rate: Any = 1.0, eps: Any = 0.0, *,
+                    variant: str = "sps+") -> GradientTransformation:
   """Scales the gradient by the Polyak step size, capped: ``u = min((f(x) − f*)/(‖g‖² + ε), η_max) · g``.
 
   .. math::
@@ -64,7 +69,9 @@ def scale_by_polyak(f_min: Any = 0.0, max_learning_rate: Any = 1.0, eps: Any = 0
      \\gamma = \\min\\Big(\\frac{\\max(f(x) - f^*, 0)}{\\|g\\|^2 + \\epsilon},\\ \\eta_{max}\\Big),
      \\qquad u = \\gamma\\, g
 
-  (``γ = 0`` where the denominator is 0.) On a convex function with the
+  (``γ = 0`` where the denominator is 0.) ``variant="sps"`` drops the
+  ``max(·, 0)`` (optax's default: below ``f*`` the step ascends); the default
+  ``"sps+"`` is Loizou et al.'s SPS⁺ and ``optax``'s ``variant="sps+"``. On a convex function with the
   exact minimum value ``f*`` this is the step that minimizes the worst-case
   distance to the minimizer; with an estimate, ``f_min`` should be a lower
   bound (0 for non-negative losses, e.g. interpolating least squares,
@@ -78,6 +85,7 @@ def scale_by_polyak(f_min: Any = 0.0, max_learning_rate: Any = 1.0, eps: Any = 0
     f_min: ``f*``, the minimum value of the loss or a lower bound on it.
     max_learning_rate: ``η_max > 0``, the cap on the step size.
     eps: ``ε ≥ 0`` added to ``‖g‖²``.
+    variant: ``"sps+"`` (the gap clipped at 0) or ``"sps"`` (not clipped).
 
   Returns:
     A transform with state :class:`ScaleByPolyakState` (``step_size`` holds ``γ``).
@@ -92,7 +100,10 @@ def scale_by_polyak(f_min: Any = 0.0, max_learning_rate: Any = 1.0, eps: Any = 0
                        hint="max_learning_rate caps the Polyak step size; it must be non-negative, e.g. 1.0.")
   check_hyperparameter("scale_by_polyak", "eps", eps, low=0.0,
                        hint="eps is added to the squared gradient norm; it must be >= 0.")
-  return _ScaleByPolyak(f_min, max_learning_rate, eps)
+  if variant not in ("sps", "sps+"):
+    raise ValueError(f"scale_by_polyak: variant={variant!r} is not one of 'sps+' (the gap max(f - f_min, 0), "
+                     "the default) or 'sps' (the gap f - f_min, optax's default).")
+  return _ScaleByPolyak(f_min, max_learning_rate, eps, variant=variant)
 
 
 @_named

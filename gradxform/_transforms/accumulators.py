@@ -31,6 +31,8 @@ class _Trace(Transform):
   dampening: Any = None  # None: no dampening (then not a hyperparameter)
   dtype: Optional[Any] = static_field(default=None)
   public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
+  # optax's order: the update is built from b_t before it is rounded to ``dtype`` (torch's: after)
+  unrounded_update: bool = static_field(default=False)
   State = TraceState
 
   def init_fields(self, params):
@@ -43,8 +45,10 @@ class _Trace(Transform):
       scalars["grad_coef"] = jnp.where(state.count == 0, 1.0, 1 - hp["dampening"]).astype(hp["dampening"].dtype)
 
     def rule(g, buf, decay, stored, grad_coef=None):
-      buf, = stored(_tree.decayed(decay, buf) + (g if grad_coef is None else grad_coef * g))
-      return (g + decay * buf if nesterov else buf), buf
+      exact = _tree.decayed(decay, buf) + (g if grad_coef is None else grad_coef * g)
+      buf, = stored(exact)
+      used = exact if self.unrounded_update else buf
+      return (g + decay * used if nesterov else used), buf
 
     updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=scalars,
                                   check_dtype=(self.dtype is None,), stored=True)

@@ -4,7 +4,7 @@ per leaf (``clip_by_block_rms``) and per unit relative to the weights (``adaptiv
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
+from gradxform._core.module import static_field
 
 __all__ = ["adaptive_grad_clip", "clip", "clip_by_block_rms", "clip_by_global_norm", "ClipByGlobalNormState"]
 
@@ -183,8 +184,9 @@ def clip_by_block_rms(threshold: Any) -> GradientTransformation:
   return _ClipByBlockRms(threshold)
 
 
-def _unit_axes(ndim: int) -> Any:
+def _unit_axes(shape: tuple) -> Any:
   """The axes a unit-wise norm reduces: all but the last (output) axis, or all for 0/1-D."""
+  ndim = len(shape)
   return tuple(range(ndim - 1)) if ndim >= 2 else None
 
 
@@ -194,6 +196,7 @@ _AGC = "adaptive_grad_clip"
 class _AdaptiveGradClip(Transform):
   clipping: Any
   eps: Any
+  unit_axes: Callable[[tuple], Any] = static_field(default=_unit_axes)  # shape -> the axes one unit's norm reduces
   State = ClipState
 
   def apply(self, updates, state, params, hp, **extra):
@@ -201,7 +204,7 @@ class _AdaptiveGradClip(Transform):
     _check_params_cover_updates(updates, params)
 
     def rule(g, p, clipping, eps):
-      axes = _unit_axes(g.ndim)
+      axes = self.unit_axes(g.shape)
       g_norm, p_norm = _norm(g, axes), _norm(p, axes)
       max_norm = clipping * jnp.maximum(p_norm, eps)
       div_eps = jnp.asarray(1e-6, g.dtype)

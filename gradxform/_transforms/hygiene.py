@@ -199,6 +199,7 @@ def add_noise(eta: Any, gamma: Any, seed: int) -> GradientTransformation:
 
 
 class _Centralize(GradientTransformation):
+  units_first: bool = static_field(default=False)  # optax's layout: units along the first axis
 
   def init(self, params):
     del params
@@ -208,6 +209,8 @@ class _Centralize(GradientTransformation):
     del params, extra
 
     def rule(g):
+      if self.units_first:
+        return (g - jnp.mean(g, axis=tuple(range(1, g.ndim)), keepdims=True),) if g.ndim > 1 else (g,)
       if g.ndim < 2 or g.size == g.shape[-1]:  # no unit has more than one element
         return (g,)
       return (g - jnp.mean(g, axis=tuple(range(g.ndim - 1)), keepdims=True),)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Any, Optional
 
 import jax.numpy as jnp
@@ -11,44 +13,26 @@ from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._transforms.clipping import ClipState
+from gradxform.optax_like._states import with_optax_moments
+from gradxform.optax_like._transforms import scale_by_factored_rms, scale_by_polyak, seed_of
 
-__all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "add_decayed_weights", "amsgrad",
-           "clip_by_global_norm", "ema", "lbfgs", "lion", "nadam", "nadamw", "radam", "rmsprop",
-           "scale_by_adadelta", "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate", "scale_by_lion",
-           "scale_by_radam", "scale_by_rms", "scale_by_stddev", "sgd", "trace"]
-
-
-# the same numbers in both places: the same objects
-apply_if_finite = gx.apply_if_finite
-apply_updates = gx.apply_updates
-chain = gx.chain
-clip = gx.clip
-identity = gx.identity
-masked = gx.masked
-scale = gx.scale
-scale_by_sign = gx.scale_by_sign
-set_to_zero = gx.set_to_zero
-schedules = gx.schedules
+__all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "add_decayed_weights", "amsgrad",
+           "clip_by_global_norm", "ema", "lbfgs", "lion", "masked", "nadam", "nadamw", "noisy_sgd", "optimistic_adam", "polyak_sgd", "radam",
+           "rmsprop", "scale_by_adadelta", "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate",
+           "scale_by_lion", "scale_by_radam", "scale_by_rms", "scale_by_stddev", "sgd", "signum", "trace"]
 
 
 def _lr(learning_rate: Any) -> GradientTransformation:
   return gx.scale_by_learning_rate(learning_rate)
 
 
-def _not_yet(name: str, why: str):
-  def missing(*args, **kwargs):
-    raise NotImplementedError(f"gx.optax_like.{name} is not reproduced yet: {why}. Use gx.{name} "
-                              f"(torch's variant) or optax.{name} itself.")
-  missing.__name__ = name
-  return missing
-
-
 def amsgrad(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
-            mu_dtype: Optional[Any] = None) -> GradientTransformation:
+            mu_dtype: Optional[Any] = None, bias_correction_mu: bool = True,
+            bias_correction_nu: bool = True) -> GradientTransformation:
   """``optax.amsgrad``: the maximum of the bias-corrected ``v̂`` (``gx.amsgrad`` follows torch: the raw ``v``)."""
-  if not (isinstance(eps_root, (int, float)) and eps_root == 0):
-    raise NotImplementedError("gx.optax_like.amsgrad: only eps_root=0.0 (optax's default) is reproduced yet.")
-  return gx.amsgrad(learning_rate, b1, b2, eps, debias_before_max=True, mu_dtype=mu_dtype)
+  from gradxform.optax_like._transforms import scale_by_amsgrad  # noqa: PLC0415 (_transforms imports this module's users)
+  return gx.chain(scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu),
+                  _lr(learning_rate))
 
 
 def nadam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
@@ -101,7 +85,7 @@ def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, e
   return gx.chain(scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov), _lr(learning_rate))
 
 
-lbfgs = _not_yet("lbfgs", "optax's L-BFGS has its own zoom search and initial scaling")
+from gradxform.optax_like._lbfgs import lbfgs as lbfgs  # noqa: E402 (optax's L-BFGS: its own file)
 
 
 # ---------------------------------------------------------------- primitives
@@ -109,29 +93,26 @@ lbfgs = _not_yet("lbfgs", "optax's L-BFGS has its own zoom search and initial sc
 
 def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
                   mu_dtype: Optional[Any] = None, *, nesterov: bool = False) -> GradientTransformation:
-  """``optax.scale_by_adam``: the same rule as ``gx.scale_by_adam`` (``eps`` outside, ``eps_root`` inside)."""
-  return gx.scale_by_adam(b1, b2, eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov)
+  """``optax.scale_by_adam``: ``gx.scale_by_adam``'s rule (``eps`` outside, ``eps_root`` inside) in optax's state.
+
+  The state is a :class:`ScaleByAdamState` with optax's fields ``count``, ``mu``, ``nu``.
+  """
+  return with_optax_moments(gx.scale_by_adam(b1, b2, eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov))
 
 
 def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, initial_scale: Any = 0.0, eps_in_sqrt: bool = True,
                  bias_correction: bool = False) -> GradientTransformation:
-  """``optax.scale_by_rms``: ``g / √(v + ε)`` (``eps_in_sqrt``) or ``g / (√v + ε)``, decay 0.9."""
-  if not (isinstance(initial_scale, (int, float)) and initial_scale == 0):
-    raise NotImplementedError("gx.optax_like.scale_by_rms: only initial_scale=0.0 (optax's default) is "
-                              "reproduced yet.")
-  if eps_in_sqrt:
-    return gx.scale_by_rms(decay, eps=0.0, eps_root=eps, debias=bias_correction)
-  return gx.scale_by_rms(decay, eps=eps, eps_root=0.0, debias=bias_correction)
+  """``optax.scale_by_rms``: ``g / √(v + ε)`` (``eps_in_sqrt``) or ``g / (√v + ε)``, decay 0.9, ``v₀ = initial_scale``."""
+  eps, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
+  return gx.scale_by_rms(decay, eps=eps, eps_root=eps_root, debias=bias_correction, initial_scale=initial_scale)
 
 
 def scale_by_stddev(decay: Any = 0.9, eps: Any = 1e-8, initial_scale: Any = 0.0, eps_in_sqrt: bool = True,
                     bias_correction: bool = False) -> GradientTransformation:
-  """``optax.scale_by_stddev``: centered RMS scaling, ``g / √(v − m² + ε)``."""
-  if not (isinstance(initial_scale, (int, float)) and initial_scale == 0):
-    raise NotImplementedError("gx.optax_like.scale_by_stddev: only initial_scale=0.0 is reproduced yet.")
-  if eps_in_sqrt:
-    return gx.scale_by_rms(decay, eps=0.0, eps_root=eps, centered=True, debias=bias_correction)
-  return gx.scale_by_rms(decay, eps=eps, eps_root=0.0, centered=True, debias=bias_correction)
+  """``optax.scale_by_stddev``: centered RMS scaling, ``g / √(v − m² + ε)``, ``v₀ = initial_scale``."""
+  eps, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
+  return gx.scale_by_rms(decay, eps=eps, eps_root=eps_root, centered=True, debias=bias_correction,
+                         initial_scale=initial_scale)
 
 
 def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
@@ -144,9 +125,10 @@ def scale_by_adadelta(rho: Any = 0.9, eps: Any = 1e-6) -> GradientTransformation
   return gx.scale_by_adadelta(rho, eps)
 
 
-def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None) -> GradientTransformation:
-  """``optax.scale_by_lion`` (the same rule as ``gx.scale_by_lion``)."""
-  return gx.scale_by_lion(b1, b2, mu_dtype=mu_dtype)
+def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[Any] = None, *, mode: str = "hard",
+                  smooth_beta: Any = 1.0) -> GradientTransformation:
+  """``optax.scale_by_lion`` (the same rule as ``gx.scale_by_lion``, ``mode`` included)."""
+  return gx.scale_by_lion(b1, b2, mu_dtype=mu_dtype, mode=mode, smooth_beta=smooth_beta)
 
 
 def scale_by_learning_rate(learning_rate: Any, *, flip_sign: bool = True) -> GradientTransformation:
@@ -154,14 +136,24 @@ def scale_by_learning_rate(learning_rate: Any, *, flip_sign: bool = True) -> Gra
   return gx.scale_by_learning_rate(learning_rate) if flip_sign else gx.scale(learning_rate)
 
 
-def trace(decay: Any, nesterov: bool = False) -> GradientTransformation:
-  """``optax.trace`` (the same rule as ``gx.trace``; ``decay`` has no default, as in optax)."""
-  return gx.trace(decay, nesterov=nesterov)
+def trace(decay: Any, nesterov: bool = False, accumulator_dtype: Optional[Any] = None) -> GradientTransformation:
+  """``optax.trace``: ``gx.trace``'s rule; with ``accumulator_dtype`` the update uses ``b_t`` before rounding."""
+  return dataclasses.replace(gx.trace(decay, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
+                             unrounded_update=True)
 
 
-def ema(decay: Any, debias: bool = True) -> GradientTransformation:
-  """``optax.ema`` (the same rule as ``gx.ema``)."""
-  return gx.ema(decay, debias=debias)
+def ema(decay: Any, debias: bool = True, accumulator_dtype: Optional[Any] = None) -> GradientTransformation:
+  """``optax.ema`` (the same rule as ``gx.ema``; ``accumulator_dtype`` is its ``dtype``)."""
+  return gx.ema(decay, debias=debias, dtype=accumulator_dtype)
+
+
+def masked(inner: Any, mask: Any, *, mask_compatible_extra_args: bool = False) -> GradientTransformation:
+  """``optax.masked``: :func:`gradxform.masked` (``inner`` on the leaves where ``mask`` is True)."""
+  if mask_compatible_extra_args:
+    raise NotImplementedError(
+        "masked: mask_compatible_extra_args=True (optax masks per-parameter extra arguments) is not "
+        "reproduced; extra arguments reach the inner transform unmasked.")
+  return gx.masked(inner, mask)
 
 
 def add_decayed_weights(weight_decay: Any = 0.0, mask: Any = None) -> GradientTransformation:
@@ -195,13 +187,10 @@ def clip_by_global_norm(max_norm: Any) -> GradientTransformation:
 
 def sgd(learning_rate: Any, momentum: Optional[Any] = None, nesterov: bool = False,
         accumulator_dtype: Optional[Any] = None) -> GradientTransformation:
-  """``optax.sgd``: ``chain(trace(momentum, nesterov), scale_by_learning_rate)``; no weight decay argument."""
-  if accumulator_dtype is not None:  # optax returns the unrounded buffer; gx's trace reads the stored one
-    raise NotImplementedError("gx.optax_like.sgd: accumulator_dtype is not reproduced yet (optax's update is "
-                              "the unrounded buffer); use gx.sgd(..., accumulator_dtype=) (the stored one).")
+  """``optax.sgd``: ``chain(trace(momentum, nesterov, accumulator_dtype), scale_by_learning_rate)``; no weight decay."""
   if momentum is None:
     return gx.chain(_lr(learning_rate))
-  return gx.chain(gx.trace(momentum, nesterov=nesterov), _lr(learning_rate))
+  return gx.chain(trace(momentum, nesterov, accumulator_dtype), _lr(learning_rate))
 
 
 def adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any = 0.0,
@@ -253,3 +242,70 @@ def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[A
   """``optax.lion``: decoupled weight decay with optax's default ``1e-3`` (``gx.lion``'s: 0)."""
   return gx.chain(gx.scale_by_lion(b1, b2, mu_dtype=mu_dtype), gx.add_decayed_weights(weight_decay, mask=mask),
                   _lr(learning_rate))
+
+
+def noisy_sgd(learning_rate: Any, eta: Any = 0.01, gamma: Any = 0.55, key: Any = None, *,
+              seed: Optional[int] = None) -> GradientTransformation:
+  """``optax.noisy_sgd``: :func:`gradxform.noisy_sgd` with optax's ``key`` (an integer here)."""
+  return gx.noisy_sgd(learning_rate, eta, gamma, seed_of("noisy_sgd", key, seed))
+
+
+def polyak_sgd(max_learning_rate: Any = 1.0, scaling: Any = 1.0, f_min: Any = 0.0, eps: Any = 0.0,
+               variant: str = "sps") -> GradientTransformation:
+  """``optax.polyak_sgd``: ``chain(sgd(scaling), scale_by_polyak(f_min, max_learning_rate, eps, variant))``.
+
+  optax's default ``variant="sps"`` does not clip the gap ``f − f*`` at 0
+  (``gx.polyak_sgd`` does: SPS⁺). The update needs ``value=``.
+
+  References:
+    Loizou et al., 2021, https://arxiv.org/abs/2002.10542
+  """
+  return gx.chain(_lr(scaling), scale_by_polyak(f_min, max_learning_rate, eps, variant))
+
+
+def signum(learning_rate: Any, beta: Any = 0.9, accumulator_dtype: Optional[Any] = None) -> GradientTransformation:
+  """``optax.signum``: :func:`gradxform.signum` with optax's argument names."""
+  return gx.signum(learning_rate, beta, mu_dtype=accumulator_dtype)
+
+
+def adafactor(learning_rate: Any = None, min_dim_size_to_factor: int = 128, decay_rate: Any = 0.8,
+              decay_offset: int = 0, multiply_by_parameter_scale: bool = True, clipping_threshold: Any = 1.0,
+              momentum: Any = None, dtype_momentum: Any = jnp.float32, weight_decay_rate: Any = None,
+              eps: Any = 1e-30, factored: bool = True, weight_decay_mask: Any = None) -> GradientTransformation:
+  """``optax.adafactor``: optax's chain of gradxform's primitives (``gx.adafactor`` is torch's rule).
+
+  ``chain(scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps),
+  [clip_by_block_rms(clipping_threshold)], [scale(learning_rate)], [scale_by_param_block_rms()],
+  [ema(momentum, debias=False)], [add_decayed_weights(weight_decay_rate, weight_decay_mask)], scale(−1))``:
+  with ``Û`` the factored-RMS update clipped to block RMS ``≤ d``,
+  ``p ← p − (η·max(ε₂, rms(p))·Û (through momentum) + λp)``.
+
+  References:
+    Shazeer & Stern, 2018, https://arxiv.org/abs/1804.04235
+  """
+  stages = [scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps)]
+  if clipping_threshold is not None:
+    stages.append(gx.clip_by_block_rms(clipping_threshold))
+  if learning_rate is not None:
+    stages.append(gx.scale(learning_rate))
+  if multiply_by_parameter_scale:
+    stages.append(gx.scale_by_param_block_rms())
+  if momentum is not None:
+    stages.append(gx.ema(momentum, debias=False, dtype=dtype_momentum))
+  if weight_decay_rate is not None:
+    stages.append(gx.add_decayed_weights(weight_decay_rate, mask=weight_decay_mask))
+  stages.append(gx.scale(-1.0))
+  return gx.chain(*stages)
+
+
+def optimistic_adam(learning_rate: Any, optimism: Optional[Any] = None, b1: Any = 0.9, b2: Any = 0.999,
+                    eps: Any = 1e-8, eps_root: Any = 0.0, mu_dtype: Optional[Any] = None, *,
+                    nesterov: bool = True) -> GradientTransformation:
+  """``optax.optimistic_adam`` (:func:`gradxform.optimistic_adam`), with optax's ``DeprecationWarning``.
+
+  References:
+    Daskalakis et al., 2018, https://arxiv.org/abs/1711.00141
+  """
+  warnings.warn("optax_like.optimistic_adam is deprecated in optax, please use `optimistic_adam_v2` instead.",
+                DeprecationWarning, stacklevel=2)
+  return gx.optimistic_adam(learning_rate, optimism, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
