@@ -184,17 +184,19 @@ def test_no_retrace_on_a_new_hyperparameter_value(name, first, second):
 
 
 @_profile(fast=60, long=2000)
-@given(values=st.lists(st.floats(-_F32_BIG, _F32_BIG, width=32), min_size=0, max_size=6),
+@given(values=st.lists(st.floats(-_F32_BIG, _F32_BIG, width=32, allow_subnormal=False), min_size=0, max_size=6),
        split=st.integers(0, 6))
 def test_global_norm_does_not_overflow_for_finite_float32(values, split):
+  # XLA flushes subnormal float32 to zero (CPU and GPU): inputs are normal, and a norm below the smallest
+  # normal float32 may come out as 0
   tree = [jnp.asarray(values[:split], jnp.float32), jnp.asarray(values[split:], jnp.float32)]
   got = float(global_norm(tree))
   want = float(np.linalg.norm(np.asarray(values, np.float64))) if values else 0.0
   if want > float(jnp.finfo(jnp.float32).max):
     assert got == np.inf
   else:
-    assert np.isclose(got, want, rtol=1e-5, atol=1e-44), (got, want)
-    assert got == float(jax.jit(global_norm)(tree))
+    assert np.isclose(got, want, rtol=1e-5, atol=float(jnp.finfo(jnp.float32).tiny)), (got, want)
+    assert np.isclose(got, float(jax.jit(global_norm)(tree)), rtol=1e-6, atol=0)  # XLA may fuse differently
 
 
 @_profile(fast=30, long=500)
