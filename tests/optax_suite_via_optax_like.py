@@ -74,7 +74,7 @@ def _rewrite(source: str) -> str:
 
 def main(files):
   root = pathlib.Path(optax.__file__).parent
-  totals = {}
+  totals, by_file = {}, {}
   with tempfile.TemporaryDirectory() as folder:
     used_file = pathlib.Path(folder) / "used.txt"
     used_file.touch()
@@ -97,9 +97,10 @@ def main(files):
                  else "skipped" if case.find("skipped") is not None else "passed")
       through = any(key.endswith(norm) for norm in used.get(case.get("name"), ()))
       group = "through optax_like" if through else "optax's own objects only"
-      totals.setdefault(group, {}).setdefault(outcome, 0)
-      totals[group][outcome] += 1
-  for group, counts in totals.items():
+      source = case.get("classname").split("_via_optax_like_test")[0].rsplit(".", 1)[-1].replace("__", "/")
+      for counts in (totals.setdefault(group, {}), by_file.setdefault(f"  {source}.py, {group}", {})):
+        counts[outcome] = counts.get(outcome, 0) + 1
+  for group, counts in [*totals.items(), *sorted(by_file.items())]:
     print(f"{group}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
   return code
 

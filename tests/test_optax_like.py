@@ -430,3 +430,14 @@ def test_line_search_states_keep_optax_s_positions():
     assert state[:4] == (state.learning_rate, state.value, state.grad, state.info)
   state = optax_like.scale_by_lbfgs().init(params)
   assert state._fields[:6] == optax.ScaleByLBFGSState._fields
+
+
+def test_a_transform_that_keeps_nothing_takes_none_as_its_state_as_in_optax():
+  grads = {"a": jnp.array([3.0, 4.0])}
+  updates, state = optax_like.clip_by_global_norm(1.0).update(grads, None)
+  np.testing.assert_allclose(updates["a"], [0.6, 0.8], rtol=1e-6)
+  assert int(state.count) == 1
+  np.testing.assert_allclose(gx.clip(1.0).update(grads, None)[0]["a"], [1.0, 1.0])
+  for refuses in (gx.trace(0.9), gx.clip_by_global_norm(1.0), gx.inject(gx.scale(0.5))):  # state to keep or read
+    with pytest.raises(TypeError, match="as state, got NoneType"):
+      refuses.update(grads, None)

@@ -265,6 +265,11 @@ class Transform(GradientTransformation):
       object.__setattr__(concrete, name, value.initial if isinstance(value, InState) else value)
     return concrete
 
+  def _keeps_nothing(self) -> bool:
+    """Whether the state only records (a count and hyperparameters held by the transform): then ``None`` will do."""
+    return set(self.State._fields) <= {"count", "hyperparams"} and not any(
+        isinstance(getattr(self, name), InState) for name in self.hyperparameter_names())
+
   def init(self, params):
     check_floating(self.transform_name(), params, "parameter", allow_complex=self.complex_ok)
     count = jnp.zeros([], jnp.int32)
@@ -272,6 +277,8 @@ class Transform(GradientTransformation):
                       **self._with_initial_values().init_fields(params))
 
   def update(self, updates, state, params=None, **extra):
+    if state is None and self._keeps_nothing():  # optax code passes None to a stateless transform
+      state = self.init(updates)
     if not isinstance(state, self.State):
       raise TypeError(
           f"{self.transform_name()}: expected a {self.State.__name__} as state, got "

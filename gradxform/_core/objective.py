@@ -17,6 +17,12 @@ missing raises a ``TypeError`` at its first call naming the transform and the
 argument. The rest of the module is tree algebra in a fixed precision (at
 least float32, never relying on implicit dtype promotion): dot products,
 ``x + a·d``, and raveling a tree to one vector and back.
+
+Complex leaves follow torch.optim's convention: a complex parameter is its real
+view (``jnp.stack([z.real, z.imag], -1)``). Dot products are those of the real
+views (``Re(vdot(a, b))``), :func:`ravel` lays out the real view, and the
+gradient of a real loss is ``∂f/∂Re z + i·∂f/∂Im z`` (torch's; ``jax.grad``
+returns its conjugate, which :func:`torch_grad` undoes).
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ __all__ = [
     "axpy",
     "check_like",
     "ravel",
+    "ravel_size",
     "require_value_fn",
     "scalar_dtype",
+    "torch_grad",
     "unravel_like",
     "value_and_grad",
     "vdot",
@@ -88,33 +96,44 @@ def require_value_fn(transform: str, extra: dict, why: str) -> Callable:
 
 
 
+def torch_grad(grad: Any) -> Any:
+  """``jax.grad``'s gradient with complex leaves conjugated: ``∂f/∂Re z + i·∂f/∂Im z``, torch's convention."""
+  return jax.tree.map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, grad)
+
+
 def value_and_grad(transform: str, extra: dict, params: Any, why: str) -> tuple[Any, Any]:
-  """``(value, grad)`` at ``params``: from ``extra`` when given, else from ``value_fn``."""
+  """``(value, grad)`` at ``params``: from ``extra`` when given, else from ``value_fn`` (see :func:`torch_grad`)."""
   value, grad = extra.get("value"), extra.get("grad")
   if value is not None and grad is not None:
     return value, grad
   value_fn = require_value_fn(transform, extra, why)
   if value is None and grad is None:
-    return jax.value_and_grad(value_fn)(params)
+    value, grad = jax.value_and_grad(value_fn)(params)
+    return value, torch_grad(grad)
   if value is None:
     return value_fn(params), grad
-  return value, jax.grad(value_fn)(params)
+  return value, torch_grad(jax.grad(value_fn)(params))
 
 
 def scalar_dtype(tree: Any) -> jnp.dtype:
-  """The precision of scalar line-search and curvature arithmetic: the widest leaf, at least float32."""
+  """The precision of scalar line-search and curvature arithmetic: the widest leaf (real: float64 for
+  complex128), at least float32."""
   leaves = jax.tree.leaves(tree)
   if not leaves:
     return jnp.dtype(jnp.float32)
-  return _tree.compute_dtype(_tree.wider(*(jnp.result_type(x) for x in leaves)))
+  return _tree.compute_dtype(_tree.wider(*(_tree.real_dtype(jnp.result_type(x)) for x in leaves)))
 
 
 def vdot(a: Any, b: Any, dtype: Any = None) -> jax.Array:
-  """``Σ_leaves Σ_i a_i b_i`` of two trees of the same structure, in ``dtype`` (default: :func:`scalar_dtype`)."""
+  """``Σ_leaves Σ_i a_i b_i`` of two trees of the same structure, in ``dtype`` (default: :func:`scalar_dtype`).
+
+  Complex leaves enter as their real views: ``Re(vdot(a, b)) = Σ Re a·Re b + Im a·Im b``.
+  """
   dtype = scalar_dtype((a, b)) if dtype is None else dtype
   total = jnp.zeros((), dtype)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    total = total + _tree.dot(jnp.asarray(x).astype(dtype), jnp.asarray(y).astype(dtype))
+    x, y = _tree.as_real(jnp.asarray(x)), _tree.as_real(jnp.asarray(y))
+    total = total + _tree.dot(x.astype(dtype), y.astype(dtype))
   return total
 
 
@@ -130,12 +149,18 @@ def axpy(alpha: jax.Array, direction: Any, x: Any) -> Any:
 
 
 def ravel(tree: Any, dtype: Any) -> jax.Array:
-  """All leaves of ``tree`` as one vector of ``dtype`` (each leaf cast explicitly)."""
+  """All leaves of ``tree`` as one vector of the real ``dtype`` (each leaf cast explicitly; a complex leaf
+  as its real view, two entries per element, as torch's L-BFGS)."""
   # leaves split over Explicit mesh axes are gathered first: one vector has one layout
-  leaves = [jnp.ravel(_tree.replicated(jnp.asarray(x))).astype(dtype) for x in jax.tree.leaves(tree)]
+  leaves = [jnp.ravel(_tree.as_real(_tree.replicated(jnp.asarray(x)))).astype(dtype) for x in jax.tree.leaves(tree)]
   if not leaves:
     return jnp.zeros((0,), dtype)
   return jnp.concatenate(leaves)
+
+
+def ravel_size(tree: Any) -> int:
+  """The length of :func:`ravel`'s vector: the number of entries, a complex one counting twice."""
+  return sum(int(jnp.size(x)) * (2 if jnp.iscomplexobj(x) else 1) for x in jax.tree.leaves(tree))
 
 
 def unravel_like(flat: jax.Array, tree: Any) -> Any:
@@ -144,9 +169,13 @@ def unravel_like(flat: jax.Array, tree: Any) -> Any:
   out, start = [], 0
   for leaf in leaves:
     leaf = jnp.asarray(leaf)
-    piece = flat[start:start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+    if jnp.iscomplexobj(leaf):  # the real view: (..., 2) entries, back to complex
+      piece = _tree.as_complex(flat[start:start + 2 * leaf.size].reshape(leaf.shape + (2,)), leaf.dtype)
+      start += 2 * leaf.size
+    else:
+      piece = flat[start:start + leaf.size].reshape(leaf.shape).astype(leaf.dtype)
+      start += leaf.size
     out.append(_tree.sharded_like(piece, leaf))  # back to the leaf's layout (Explicit mesh axes)
-    start += leaf.size
   return jax.tree.unflatten(treedef, out)
 
 

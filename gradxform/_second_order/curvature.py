@@ -12,7 +12,7 @@ from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._second_order.hvp import grad_and_hvp
 from gradxform._core.hyperparams import Transform, check_hyperparameter
-from gradxform._core.objective import require_value_fn, scalar_dtype, vdot
+from gradxform._core.objective import require_value_fn, scalar_dtype, torch_grad, vdot
 from gradxform._core.hyperparams import named as _named
 from gradxform._transforms.scaling import scale_by_learning_rate
 
@@ -37,6 +37,7 @@ class _ScaleByCurvatureStep(Transform):
   fallback_step: Any
   max_step: Any
   State = ScaleByCurvatureStepState
+  complex_ok = True  # gᵀd and dᵀHd on a complex leaf's real view, as torch.optim treats it
 
   def init_fields(self, params):
     dtype = scalar_dtype(params)
@@ -46,9 +47,10 @@ class _ScaleByCurvatureStep(Transform):
     name = self.transform_name()
     value_fn = require_value_fn(name, extra, "compute the Hessian-vector product Hd at params")
     _tree.require_params(name, params, "compute the Hessian-vector product Hd")
-    _tree.check_floating(name, updates, "update")
+    _tree.check_floating(name, updates, "update", allow_complex=True)
     dtype = scalar_dtype(params)
-    grad, hd = grad_and_hvp(value_fn, params, updates)
+    # complex leaves: jax.grad's gradient (and its derivative Hd) is the conjugate of torch's
+    grad, hd = map(torch_grad, grad_and_hvp(value_fn, params, updates))
     slope = vdot(grad, updates, dtype)       # gᵀd
     curvature = vdot(updates, hd, dtype)     # dᵀHd
     max_step = hp["max_step"].astype(dtype)
@@ -85,7 +87,8 @@ def scale_by_curvature_step(fallback_step: Any = 1e-2, max_step: Any = 1e2) -> G
   along ``d``. Each update costs one Hessian–vector product (forward over
   reverse), which also yields ``g``: the loss function must be passed as the
   extra argument ``value_fn`` (``gx.step`` does it). Follow it with
-  ``scale_by_learning_rate(1.0)``, or use :func:`curvature_descent`.
+  ``scale_by_learning_rate(1.0)``, or use :func:`curvature_descent`. Complex
+  parameters follow torch's convention, as their real view.
 
   Args:
     fallback_step: ``ε_fb ≥ 0``, the step where ``dᵀHd ≤ 0``.

@@ -12,7 +12,7 @@ from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform
 from gradxform._core.module import static_field
-from gradxform._core.objective import ravel, scalar_dtype, unravel_like
+from gradxform._core.objective import ravel, ravel_size, scalar_dtype, unravel_like
 from gradxform._core.hyperparams import named as _named
 from gradxform._transforms.scaling import scale_by_learning_rate
 from gradxform._second_order.zoom import scale_by_zoom_linesearch
@@ -22,7 +22,7 @@ __all__ = ["ScaleByLbfgsState", "lbfgs", "scale_by_lbfgs"]
 
 
 class ScaleByLbfgsState(NamedTuple):
-  """State of :func:`scale_by_lbfgs`, over the raveled parameters (length ``n``).
+  """State of :func:`scale_by_lbfgs`, over the raveled parameters (length ``n``; a complex entry counts twice).
 
   ``diffs_params`` and ``diffs_grads`` (shape ``(m, n)``) hold the pairs
   ``s_i = x_{i+1} − x_i`` and ``y_i = g_{i+1} − g_i``, oldest first, newest in
@@ -65,11 +65,12 @@ class _ScaleByLbfgs(Transform):
   memory_size: int = static_field(default=10)
   scale_init_precond: bool = static_field(default=True)
   State = ScaleByLbfgsState
+  complex_ok = True  # a complex leaf is raveled as its real view, as torch.optim.LBFGS
 
   def init_fields(self, params):
-    _tree.check_floating("scale_by_lbfgs", params, "parameter")
+    _tree.check_floating("scale_by_lbfgs", params, "parameter", allow_complex=True)
     dtype = scalar_dtype(params)
-    n = sum(int(jnp.size(x)) for x in jax.tree.leaves(params))
+    n = ravel_size(params)
     zeros = lambda *shape: jnp.zeros(shape, dtype)
     return {"diffs_params": zeros(self.memory_size, n), "diffs_grads": zeros(self.memory_size, n),
             "rhos": zeros(self.memory_size), "num_pairs": jnp.zeros((), jnp.int32),
@@ -77,7 +78,7 @@ class _ScaleByLbfgs(Transform):
 
   def apply(self, updates, state, params, hp, **extra):
     _tree.require_params("scale_by_lbfgs", params, "form the step s = x_k - x_(k-1)")
-    _tree.check_floating("scale_by_lbfgs", updates, "update")
+    _tree.check_floating("scale_by_lbfgs", updates, "update", allow_complex=True)
     dtype = state.params.dtype
     x, g = ravel(params, dtype), ravel(updates, dtype)
     if x.shape != state.params.shape:
@@ -127,7 +128,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
   definite, so ``u`` is a descent direction. Before the first pair, ``u = min(1, 1/‖g‖) · g``. The memory is
   a ring of arrays of shape ``(m, n)`` over the raveled parameters, and the
   recursion is two ``lax.fori_loop`` loops with masks for unfilled rows, so the
-  update is jittable. Follow it with a line search
+  update is jittable. Complex parameters follow torch's convention, as their
+  real view (``x``, ``g``, ``s`` and ``y`` are real vectors). Follow it with a line search
   (:func:`scale_by_zoom_linesearch`, which satisfies the Wolfe conditions that
   BFGS theory assumes) or a learning rate; :func:`lbfgs` does.
 
@@ -160,7 +162,8 @@ def lbfgs(learning_rate: Optional[Any] = None, memory_size: int = 10,
   negates it); with a ``learning_rate``, ``chain(scale_by_lbfgs(memory_size),
   scale_by_learning_rate(learning_rate))``. The update needs ``params``, and
   a line search needs ``value``, ``grad`` and ``value_fn``: use ``gx.step`` or
-  ``gx.minimize``.
+  ``gx.minimize``. Complex parameters follow torch's convention, as their real
+  view (as ``torch.optim.LBFGS`` does).
 
   Args:
     learning_rate: ``None`` (use the line search) or a fixed ``η ≥ 0``.

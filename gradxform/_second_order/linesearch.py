@@ -8,7 +8,9 @@ evaluating the loss (the extra argument ``value_fn``) inside a
 loss and gradient at ``params`` (extra arguments ``value`` and ``grad``,
 computed from ``value_fn`` when missing); :func:`gradxform.step` passes all
 three. If ``d`` is not a descent direction (``gᵀd ≤ 0``) the search runs
-along the gradient instead.
+along the gradient instead. Complex parameters follow torch's convention, as
+their real view: ``gᵀd = Σ Re g·Re d + Im g·Im d`` with torch's gradient
+``∂f/∂Re z + i·∂f/∂Im z`` (the conjugate of ``jax.grad``'s; ``gx.step`` passes torch's).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def line_along(name: str, updates: Any, params: Any, extra: dict) -> Line:
   """Checks the inputs and builds the search line along ``updates`` (or ``grad`` if not descent)."""
   value_fn = require_value_fn(name, extra, "evaluate the loss along the search direction")
   _tree.require_params(name, params, "evaluate the loss at params - step * direction")
-  _tree.check_floating(name, updates, "update")
+  _tree.check_floating(name, updates, "update", allow_complex=True)
   value, grad = value_and_grad(name, extra, params, "evaluate the loss along the search direction")
   dtype = scalar_dtype(params)
   slope = -vdot(grad, updates, dtype)
@@ -101,6 +103,7 @@ class _ScaleByBacktrackingLinesearch(Transform):
   initial_step: Any
   max_evaluations: int = static_field(default=30)
   State = LinesearchState
+  complex_ok = True  # inner products and steps on a complex leaf's real view, as torch.optim
 
   def init_fields(self, params):
     return init_linesearch_fields(params)
@@ -142,7 +145,8 @@ def scale_by_backtracking_linesearch(c1: Any = 1e-4, decrease_factor: Any = 0.5,
   or alone for gradient descent with backtracking. Each trial costs one
   evaluation of ``value_fn``; after ``max_evaluations`` without sufficient
   decrease the last trial is kept if it lowered the loss, else ``α = 0``. See
-  the module docstring for the extra arguments it needs.
+  the module docstring for the extra arguments it needs. Complex parameters
+  follow torch's convention, as their real view.
 
   Args:
     c1: the sufficient-decrease constant, in (0, 1) (1e-4 is usual).

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from gradxform._core import tree as _tree
 from gradxform._core.base import apply_updates
 from gradxform._core.chain import as_transform
+from gradxform._core.objective import torch_grad
 
 __all__ = ["MinimizeResult", "minimize", "step"]
 
@@ -25,7 +26,8 @@ def _value_and_grad(where: str, loss_fn: Callable, params: Any) -> tuple[jax.Arr
   if shape != ():
     raise ValueError(f"{where}: loss_fn must return a scalar, got shape {shape}. "
                      "Reduce the loss (e.g. with jnp.mean) before returning it.")
-  return jax.value_and_grad(loss_fn)(params)
+  value, grad = jax.value_and_grad(loss_fn)(params)
+  return value, torch_grad(grad)  # complex leaves: torch's gradient, the conjugate of jax.grad's
 
 
 def step(opt: Any, loss_fn: Callable[..., jax.Array], params: Any, state: Any,
@@ -45,6 +47,8 @@ def step(opt: Any, loss_fn: Callable[..., jax.Array], params: Any, state: Any,
   ``loss_fn`` is a Python function: under ``jax.jit`` make it static or
   close over it, e.g. ``jax.jit(gx.step, static_argnums=1)``, or call
   ``gx.step`` inside a jitted function (close over data batches there).
+  Complex parameters follow torch's convention, as their real view: ``g`` is
+  torch's gradient ``∂f/∂Re z + i·∂f/∂Im z``, the conjugate of ``jax.grad``'s.
 
   Args:
     opt: a gradxform transform (an optax transform is wrapped, as in ``chain``).
@@ -95,7 +99,7 @@ def _minimize(opt, loss_fn, params, state, max_steps, tol):
     k, params, state, value, grad = carry
     updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss_fn)
     params = apply_updates(params, updates)
-    value, grad = jax.value_and_grad(loss_fn)(params)
+    value, grad = _value_and_grad("minimize", loss_fn, params)
     return k + 1, params, state, value, grad
 
   k, params, state, _, _ = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), params, state, value, grad))

@@ -12,7 +12,7 @@ from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._core.module import static_field
-from gradxform._core.objective import ravel, require_value_fn, scalar_dtype, unravel_like
+from gradxform._core.objective import ravel, ravel_size, require_value_fn, scalar_dtype, unravel_like
 from gradxform._core.hyperparams import named as _named
 from gradxform._transforms.scaling import scale_by_learning_rate
 
@@ -42,7 +42,8 @@ def hessian_matrix(fn: Any, params: Any) -> jax.Array:
 
   The parameters are raveled leaf by leaf in ``jax.tree.leaves`` order (as
   ``jax.flatten_util.ravel_pytree``), in their widest dtype (at least
-  float32); ``jax.hessian`` (forward over reverse) does the rest.
+  float32); ``jax.hessian`` (forward over reverse) does the rest. A complex
+  leaf enters as its real view (two entries per element), as torch.optim treats it.
 
   Args:
     fn: a scalar function of the parameter tree.
@@ -64,6 +65,7 @@ class _ScaleByNewton(Transform):
   eigenvalue_floor: Any
   max_parameters: int = static_field(default=10_000)
   State = ScaleByNewtonState
+  complex_ok = True  # the Hessian over the real view of complex leaves, as torch.optim treats them
 
   def init_fields(self, params):
     self._check_size(params)
@@ -71,7 +73,7 @@ class _ScaleByNewton(Transform):
     return {"min_eigenvalue": jnp.zeros((), dtype), "max_eigenvalue": jnp.zeros((), dtype)}
 
   def _check_size(self, params):
-    n = sum(int(jnp.size(x)) for x in jax.tree.leaves(params))
+    n = ravel_size(params)
     if n > self.max_parameters:
       raise ValueError(
           f"scale_by_newton: the parameters have {n} entries, so the Hessian would have {n}² = "
@@ -83,7 +85,7 @@ class _ScaleByNewton(Transform):
     name = "scale_by_newton"
     value_fn = require_value_fn(name, extra, "compute the Hessian at params")
     _tree.require_params(name, params, "compute the Hessian")
-    _tree.check_floating(name, updates, "update")
+    _tree.check_floating(name, updates, "update", allow_complex=True)
     self._check_size(params)
     dtype = scalar_dtype((params, updates))
     hessian = hessian_matrix(value_fn, params).astype(dtype)
@@ -124,7 +126,7 @@ def scale_by_newton(damping: Any = 0.0, eigenvalue_floor: Any = 1e-8,
   parameters, ``n`` Hessian-vector products) and decomposed (``O(n³)``), so
   this is for problems with up to a few thousand parameters. The loss
   function must be passed as the extra argument ``value_fn`` (``gx.step``
-  does it).
+  does it). Complex parameters follow torch's convention, as their real view.
 
   Args:
     damping: ``μ ≥ 0``, Levenberg–Marquardt damping added to every eigenvalue.

@@ -59,6 +59,7 @@ class _ScaleByZoomLinesearch(Transform):
   max_step: Any
   max_evaluations: int = static_field(default=30)
   State = LinesearchState
+  complex_ok = True  # inner products and steps on a complex leaf's real view, as torch.optim
 
   def init_fields(self, params):
     return init_linesearch_fields(params)
@@ -145,7 +146,8 @@ def scale_by_zoom_linesearch(c1: Any = 1e-4, c2: Any = 0.9, initial_step: Any = 
   keep ``sᵀy > 0``, as BFGS needs: this is :func:`lbfgs`'s default. It is the
   last stage of a chain, in place of ``scale_by_learning_rate`` (it negates):
   ``gx.chain(gx.scale_by_lbfgs(memory_size=10), gx.scale_by_zoom_linesearch())``.
-  See :mod:`gradxform._linesearch` for the extra arguments it needs.
+  See :mod:`gradxform._linesearch` for the extra arguments it needs. Complex
+  parameters follow torch's convention, as their real view.
 
   Args:
     c1: sufficient-decrease constant, ``0 < c1 < c2``.
