@@ -85,6 +85,8 @@ PAIRS = {  # name: (gx.optax_like call, optax call), the same arguments
     "scale_by_lion_refined": lambda o: o.scale_by_lion(b1=0.8, b2=0.9, mode="refined"),
     "noisy_sgd": lambda o: o.noisy_sgd(0.05, eta=0.3, gamma=0.6, key=3),
     "add_noise": lambda o: o.add_noise(0.3, 0.6, 5),
+    "add_noise_typed_key": lambda o: o.add_noise(0.3, 0.6, key=jax.random.key(11)),
+    "noisy_sgd_typed_key": lambda o: o.noisy_sgd(0.05, eta=0.3, key=jax.random.key(4)),
     "adabelief": lambda o: o.adabelief(0.05, b1=0.8, b2=0.9, eps=1e-6, eps_root=1e-7, nesterov=True),
     "adamaxw": lambda o: o.adamaxw(0.05, b1=0.8, b2=0.9, weight_decay=0.2, mask={"b": False, "w": True}),
     "adan": lambda o: o.adan(0.05, b1=0.9, b2=0.8, b3=0.95, weight_decay=0.1),
@@ -441,3 +443,13 @@ def test_a_transform_that_keeps_nothing_takes_none_as_its_state_as_in_optax():
   for refuses in (gx.trace(0.9), gx.clip_by_global_norm(1.0), gx.inject(gx.scale(0.5))):  # state to keep or read
     with pytest.raises(TypeError, match="as state, got NoneType"):
       refuses.update(grads, None)
+
+
+def test_noise_keys_are_integers_or_concrete_threefry_keys():
+  raw = optax_like.add_noise(0.1, 0.5, key=jax.random.PRNGKey(3)).init({"w": jnp.zeros(2)}).rng_key
+  typed = optax_like.add_noise(0.1, 0.5, key=jax.random.key(3)).init({"w": jnp.zeros(2)}).rng_key
+  assert jnp.array_equal(raw, typed) and jnp.array_equal(raw, jax.random.PRNGKey(3))
+  with pytest.raises(TypeError, match="key must be an integer or a threefry jax.random key"):
+    optax_like.add_noise(0.1, 0.5, key=jnp.zeros(3))
+  with pytest.raises(ValueError, match="pass key or seed, not both"):
+    optax_like.noisy_sgd(0.1, key=jax.random.key(0), seed=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -118,10 +118,13 @@ class _AddNoise(Transform):
   eta: Any
   gamma: Any
   seed: int = static_field(default=0)
+  key_words: Optional[tuple] = static_field(default=None)  # a given key's raw uint32 words (instead of seed)
   State = AddNoiseState
 
   def init_fields(self, params):
     del params
+    if self.key_words is not None:
+      return {"rng_key": jnp.asarray(self.key_words, jnp.uint32)}
     return {"rng_key": jax.random.PRNGKey(self.seed)}
 
   def apply(self, updates, state, params, hp, **extra):

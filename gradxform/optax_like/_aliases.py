@@ -14,7 +14,7 @@ from gradxform._core.base import GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._transforms.clipping import ClipState
 from gradxform.optax_like._states import with_optax_moments
-from gradxform.optax_like._transforms import scale_by_factored_rms, scale_by_polyak, seed_of
+from gradxform.optax_like._transforms import add_noise, scale_by_factored_rms, scale_by_polyak
 
 __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "add_decayed_weights", "amsgrad",
            "clip_by_global_norm", "ema", "lbfgs", "lion", "masked", "nadam", "nadamw", "noisy_sgd", "optimistic_adam", "polyak_sgd", "radam",
@@ -246,8 +246,14 @@ def lion(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.99, mu_dtype: Optional[A
 
 def noisy_sgd(learning_rate: Any, eta: Any = 0.01, gamma: Any = 0.55, key: Any = None, *,
               seed: Optional[int] = None) -> GradientTransformation:
-  """``optax.noisy_sgd``: :func:`gradxform.noisy_sgd` with optax's ``key`` (an integer here)."""
-  return gx.noisy_sgd(learning_rate, eta, gamma, seed_of("noisy_sgd", key, seed))
+  """``optax.noisy_sgd``: ``chain(add_noise(eta, gamma, key), scale_by_learning_rate)`` (:func:`gradxform.noisy_sgd`).
+
+  ``key`` is an integer or a threefry ``jax.random`` key, as in optax.
+
+  References:
+    Neelakantan et al., 2015, https://arxiv.org/abs/1511.06807
+  """
+  return gx.chain(add_noise(eta, gamma, key, seed=seed), _lr(learning_rate))
 
 
 def polyak_sgd(max_learning_rate: Any = 1.0, scaling: Any = 1.0, f_min: Any = 0.0, eps: Any = 0.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -32,15 +33,42 @@ def seed_of(where: str, key: Any, seed: Optional[int], default: int = 0) -> int:
     return default
   if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral):
     raise TypeError(
-        f"{where}: key must be an integer here (optax also takes a jax.random key array); got "
-        f"{type(key).__name__}. The state's key is made by init() from the integer, giving optax's noise "
-        "for the same integer; pass e.g. key=0.")
+        f"{where}: key must be an integer here, got {type(key).__name__}. The state's key is made by init() "
+        "from the integer, giving optax's noise for the same integer; pass e.g. key=0.")
   return int(key)
 
 
+def key_words(where: str, key: Any) -> Optional[tuple]:
+  """A concrete jax.random key (typed, or a raw uint32 pair) as its two words; ``None`` for an integer or None."""
+  if key is None or isinstance(key, (numbers.Integral, np.bool_)):
+    return None
+  if isinstance(key, jax.core.Tracer):
+    raise TypeError(f"{where}: key is a traced value; pass a concrete key (or an integer) when building the "
+                    "transform (inject_hyperparams treats an integer key as a hyperparameter: name it in "
+                    "static_args).")
+  if hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.key_data(key)
+  words = np.asarray(key)
+  if words.dtype != np.uint32 or words.shape != (2,):
+    raise TypeError(f"{where}: key must be an integer or a threefry jax.random key (jax.random.key(0) or "
+                    f"jax.random.PRNGKey(0)); got an array of shape {words.shape} and dtype {words.dtype}.")
+  return tuple(int(w) for w in words)
+
+
 def add_noise(eta: Any, gamma: Any, key: Any = None, *, seed: Optional[int] = None) -> GradientTransformation:
-  """``optax.add_noise``: ``g + N(0, η/(1+t)^γ)`` (:func:`gradxform.add_noise`; ``key`` is an integer)."""
-  return gx.add_noise(eta, gamma, seed_of("add_noise", key, seed))
+  """``optax.add_noise``: ``g + N(0, η/(1+t)^γ)`` (:func:`gradxform.add_noise`) from optax's ``key``.
+
+  ``key`` is an integer or a threefry ``jax.random`` key (typed or raw): the same key gives optax's noise.
+
+  References:
+    Neelakantan et al., 2015, https://arxiv.org/abs/1511.06807
+  """
+  words = key_words("add_noise", key)
+  if words is None:
+    return gx.add_noise(eta, gamma, seed_of("add_noise", key, seed))
+  if seed is not None:
+    raise ValueError("add_noise: pass key or seed, not both (optax's rule; seed is its deprecated name).")
+  return dataclasses.replace(gx.add_noise(eta, gamma, 0), key_words=words)
 
 
 def _optax_unit_axes(axis: Any) -> Callable[[tuple], Any]:
