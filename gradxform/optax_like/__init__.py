@@ -34,7 +34,7 @@ in float32 or wider); ``MultiSteps`` is optax's class around
 :func:`gradxform.accumulate`; optax's schedule names (``linear_schedule``,
 ``warmup_cosine_decay_schedule``, ...) are gradxform's schedules (also under
 ``optax_like.schedules``); ``optax_like.contrib`` holds ``optax.contrib``'s
-names. ``key=`` arguments (``add_noise``, ``noisy_sgd``) take an integer.
+names. ``key=`` arguments (``add_noise``, ``noisy_sgd``) take an integer or a concrete key.
 States are gradxform's, except that Adam's and AMSGrad's moments carry optax's
 names (``state[0].mu``, ``.nu``, ``.nu_max``).
 
