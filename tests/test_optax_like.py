@@ -321,6 +321,8 @@ def test_lookahead_on_optax_s_params_layout():
         assert_trees_close(tuple(u_a), tuple(u_b), rtol=1e-9, atol=1e-12, what=f"reset={reset} step {step}")
         ours_params = optax_like.LookaheadParams(*jax.tree.map(lambda p, u: p + u, tuple(ours_params), tuple(u_a)))
         start = optax.apply_updates(start, u_b)
+  with pytest.raises(TypeError, match="slow_step_size must be a number, as in optax"):
+    optax_like.lookahead(optax_like.sgd(0.1), 2, optax_like.linear_schedule(0.5, 0.1, 10))
   with pytest.raises(TypeError, match="params must be a LookaheadParams"):
     opt = optax_like.lookahead(optax_like.sgd(0.1), 2, 0.5)
     opt.update(params, opt.init(params), params)

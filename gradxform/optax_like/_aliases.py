@@ -14,12 +14,15 @@ from gradxform._core.base import GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
 from gradxform._transforms.clipping import ClipState
 from gradxform.optax_like._states import with_optax_moments
-from gradxform.optax_like._transforms import add_noise, scale_by_factored_rms, scale_by_polyak
+from gradxform.optax_like._lbfgs import lbfgs as lbfgs  # optax's L-BFGS: its own file
+from gradxform.optax_like._transforms import (add_noise, refuse_masked_extra_args, scale_by_amsgrad,
+                                              scale_by_factored_rms, scale_by_polyak)
 
 __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "add_decayed_weights", "amsgrad",
-           "clip_by_global_norm", "ema", "lbfgs", "lion", "masked", "nadam", "nadamw", "noisy_sgd", "optimistic_adam", "polyak_sgd", "radam",
-           "rmsprop", "scale_by_adadelta", "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate",
-           "scale_by_lion", "scale_by_radam", "scale_by_rms", "scale_by_stddev", "sgd", "signum", "trace"]
+           "clip_by_global_norm", "ema", "lbfgs", "lion", "masked", "nadam", "nadamw", "noisy_sgd",
+           "optimistic_adam", "polyak_sgd", "radam", "rmsprop", "scale_by_adadelta", "scale_by_adam",
+           "scale_by_adamax", "scale_by_learning_rate", "scale_by_lion", "scale_by_radam", "scale_by_rms",
+           "scale_by_stddev", "sgd", "signum", "trace"]
 
 
 def _lr(learning_rate: Any) -> GradientTransformation:
@@ -30,7 +33,6 @@ def amsgrad(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8,
             mu_dtype: Optional[Any] = None, bias_correction_mu: bool = True,
             bias_correction_nu: bool = True) -> GradientTransformation:
   """``optax.amsgrad``: the maximum of the bias-corrected ``v̂`` (``gx.amsgrad`` follows torch: the raw ``v``)."""
-  from gradxform.optax_like._transforms import scale_by_amsgrad  # noqa: PLC0415 (_transforms imports this module's users)
   return gx.chain(scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu),
                   _lr(learning_rate))
 
@@ -85,9 +87,6 @@ def radam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, e
   return gx.chain(scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov), _lr(learning_rate))
 
 
-from gradxform.optax_like._lbfgs import lbfgs as lbfgs  # noqa: E402 (optax's L-BFGS: its own file)
-
-
 # ---------------------------------------------------------------- primitives
 
 
@@ -100,19 +99,24 @@ def scale_by_adam(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8, eps_root: Any
   return with_optax_moments(gx.scale_by_adam(b1, b2, eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov))
 
 
+def _rms(decay: Any, eps: Any, initial_scale: Any, eps_in_sqrt: bool, bias_correction: bool,
+         centered: bool) -> GradientTransformation:
+  """optax's ``eps_in_sqrt`` as gradxform's ``eps_root`` (inside the root) or ``eps`` (outside)."""
+  eps, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
+  return gx.scale_by_rms(decay, eps=eps, eps_root=eps_root, centered=centered, debias=bias_correction,
+                         initial_scale=initial_scale)
+
+
 def scale_by_rms(decay: Any = 0.9, eps: Any = 1e-8, initial_scale: Any = 0.0, eps_in_sqrt: bool = True,
                  bias_correction: bool = False) -> GradientTransformation:
   """``optax.scale_by_rms``: ``g / √(v + ε)`` (``eps_in_sqrt``) or ``g / (√v + ε)``, decay 0.9, ``v₀ = initial_scale``."""
-  eps, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
-  return gx.scale_by_rms(decay, eps=eps, eps_root=eps_root, debias=bias_correction, initial_scale=initial_scale)
+  return _rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=False)
 
 
 def scale_by_stddev(decay: Any = 0.9, eps: Any = 1e-8, initial_scale: Any = 0.0, eps_in_sqrt: bool = True,
                     bias_correction: bool = False) -> GradientTransformation:
   """``optax.scale_by_stddev``: centered RMS scaling, ``g / √(v − m² + ε)``, ``v₀ = initial_scale``."""
-  eps, eps_root = (0.0, eps) if eps_in_sqrt else (eps, 0.0)
-  return gx.scale_by_rms(decay, eps=eps, eps_root=eps_root, centered=True, debias=bias_correction,
-                         initial_scale=initial_scale)
+  return _rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=True)
 
 
 def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> GradientTransformation:
@@ -149,10 +153,7 @@ def ema(decay: Any, debias: bool = True, accumulator_dtype: Optional[Any] = None
 
 def masked(inner: Any, mask: Any, *, mask_compatible_extra_args: bool = False) -> GradientTransformation:
   """``optax.masked``: :func:`gradxform.masked` (``inner`` on the leaves where ``mask`` is True)."""
-  if mask_compatible_extra_args:
-    raise NotImplementedError(
-        "masked: mask_compatible_extra_args=True (optax masks per-parameter extra arguments) is not "
-        "reproduced; extra arguments reach the inner transform unmasked.")
+  refuse_masked_extra_args("masked", mask_compatible_extra_args)
   return gx.masked(inner, mask)
 
 
@@ -230,7 +231,7 @@ def rmsprop(learning_rate: Any, decay: Any = 0.9, eps: Any = 1e-8, initial_scale
             eps_in_sqrt: bool = True, centered: bool = False, momentum: Optional[Any] = None,
             nesterov: bool = False, bias_correction: bool = False) -> GradientTransformation:
   """``optax.rmsprop``: ``ε`` inside the root, decay 0.9, the learning rate *inside* the momentum buffer."""
-  scaling = (scale_by_stddev if centered else scale_by_rms)(decay, eps, initial_scale, eps_in_sqrt, bias_correction)
+  scaling = _rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered)
   stages = [scaling, _lr(learning_rate)]
   if momentum is not None:
     stages.append(gx.trace(momentum, nesterov=nesterov))

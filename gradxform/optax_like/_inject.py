@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation, call_update, extra_names
 from gradxform._core.hyperparams import Hyperparams
 from gradxform._core.module import static_field
@@ -94,7 +95,7 @@ class _Injected(GradientTransformation):
     inner = self._inner(values)  # a gradxform or an optax transform
     updates, inner_state = call_update(inner.update, extra_names(inner.update), updates, state.inner_state,
                                        params, extra)
-    count = jnp.where(state.count < jnp.iinfo(jnp.int32).max, state.count + 1, state.count)
+    count = _tree.increment(state.count)
     hyperparams = Hyperparams(values, inputs=self.numeric, scheduled=self.schedules)
     return updates, InjectHyperparamsState(count, hyperparams, inner_state)
 

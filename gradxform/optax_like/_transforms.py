@@ -13,22 +13,26 @@ import numpy as np
 import gradxform as gx
 from gradxform._core.base import GradientTransformation, call_update, extra_names
 from gradxform._core.module import static_field
-from gradxform._transforms.clipping import _AdaptiveGradClip
-from gradxform._transforms.hygiene import _Centralize
 from gradxform._wrappers.accumulation import AccumulateState
 from gradxform.optax_like._states import with_optax_moments
 
-__all__ = ["LookaheadParams", "LookaheadState", "MultiSteps", "adaptive_grad_clip", "add_noise", "centralize", "lookahead",
-           "multi_transform", "partition", "scale_by_amsgrad", "scale_by_factored_rms", "scale_by_polyak",
-           "scale_by_rss", "stateless"]
+__all__ = ["LookaheadParams", "LookaheadState", "MultiSteps", "adaptive_grad_clip", "add_noise", "centralize",
+           "lookahead", "multi_transform", "partition", "scale_by_amsgrad", "scale_by_factored_rms",
+           "scale_by_polyak", "scale_by_rss", "stateless"]
+
+
+def _key_or_seed(where: str, key: Any, seed: Optional[int]) -> Any:
+  """optax's ``key=`` and its deprecated name ``seed=``: the one given (or None)."""
+  if seed is not None:
+    if key is not None:
+      raise ValueError(f"{where}: pass key or seed, not both (optax's rule; seed is its deprecated name).")
+    return seed
+  return key
 
 
 def seed_of(where: str, key: Any, seed: Optional[int], default: int = 0) -> int:
   """optax's ``key=`` / deprecated ``seed=`` pair as gradxform's integer seed (optax makes its key from it)."""
-  if seed is not None:
-    if key is not None:
-      raise ValueError(f"{where}: pass key or seed, not both (optax's rule; seed is its deprecated name).")
-    key = seed
+  key = _key_or_seed(where, key, seed)
   if key is None:
     return default
   if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral):
@@ -63,11 +67,10 @@ def add_noise(eta: Any, gamma: Any, key: Any = None, *, seed: Optional[int] = No
   References:
     Neelakantan et al., 2015, https://arxiv.org/abs/1511.06807
   """
+  key = _key_or_seed("add_noise", key, seed)
   words = key_words("add_noise", key)
   if words is None:
-    return gx.add_noise(eta, gamma, seed_of("add_noise", key, seed))
-  if seed is not None:
-    raise ValueError("add_noise: pass key or seed, not both (optax's rule; seed is its deprecated name).")
+    return gx.add_noise(eta, gamma, seed_of("add_noise", key, None))
   return dataclasses.replace(gx.add_noise(eta, gamma, 0), key_words=words)
 
 
@@ -98,8 +101,7 @@ def adaptive_grad_clip(clipping: Any, eps: Any = 1e-3, axis: Any = None) -> Grad
   References:
     Brock et al., 2021, https://arxiv.org/abs/2102.06171
   """
-  gx.adaptive_grad_clip(clipping, eps)  # checks the values
-  return _AdaptiveGradClip(clipping, eps, unit_axes=_optax_unit_axes(axis))
+  return dataclasses.replace(gx.adaptive_grad_clip(clipping, eps), unit_axes=_optax_unit_axes(axis))
 
 
 def centralize() -> GradientTransformation:
@@ -111,15 +113,20 @@ def centralize() -> GradientTransformation:
   References:
     Yong et al., 2020, https://arxiv.org/abs/2004.01461
   """
-  return _Centralize(units_first=True)
+  return dataclasses.replace(gx.centralize(), units_first=True)
+
+
+def refuse_masked_extra_args(where: str, mask_compatible_extra_args: bool) -> None:
+  """optax's ``mask_compatible_extra_args=True`` (per-parameter extra arguments masked too) is not reproduced."""
+  if mask_compatible_extra_args:
+    raise NotImplementedError(
+        f"{where}: mask_compatible_extra_args=True (optax masks per-parameter extra arguments too) is not "
+        "reproduced; extra arguments reach the inner transforms unmasked.")
 
 
 def partition(transforms: Any, param_labels: Any, *, mask_compatible_extra_args: bool = False) -> GradientTransformation:
   """``optax.partition``: :func:`gradxform.partition` (each label's transform on its parameters)."""
-  if mask_compatible_extra_args:
-    raise NotImplementedError(
-        "partition: mask_compatible_extra_args=True (optax masks per-parameter extra arguments for each "
-        "label) is not reproduced; extra arguments reach every label's transform unmasked.")
+  refuse_masked_extra_args("partition", mask_compatible_extra_args)
   return gx.partition(transforms, param_labels)
 
 
@@ -223,7 +230,7 @@ class _Lookahead(GradientTransformation):
     fast_updates, fast_state = call_update(inner.update, extra_names(inner.update), updates, state.fast_state,
                                            params.fast, extra)
     sync = state.steps_since_sync == self.sync_period - 1
-    alpha = self.slow_step_size(state.steps_since_sync) if callable(self.slow_step_size) else self.slow_step_size
+    alpha = self.slow_step_size
 
     def leaf(fast, update, slow):  # on a sync step: slow += α(fast + u − slow), fast jumps to the new slow
       gap = fast + update - slow
@@ -256,6 +263,9 @@ def lookahead(fast_optimizer: Any, sync_period: int, slow_step_size: Any,
     Zhang et al., 2019, "Lookahead Optimizer: k steps forward, 1 step back",
     https://arxiv.org/abs/1907.08610
   """
+  if callable(slow_step_size):
+    raise TypeError("lookahead (optax_like): slow_step_size must be a number, as in optax (its state counts only "
+                    "the steps since the last synchronization); gx.lookahead takes a schedule of the step count.")
   gx.lookahead(fast_optimizer, sync_period, slow_step_size, reset_state)  # checks the values
   return _Lookahead(fast_optimizer, slow_step_size, sync_period=int(sync_period), reset_state=bool(reset_state))
 
