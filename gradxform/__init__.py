@@ -204,6 +204,8 @@ from gradxform._wrappers.mechanize import MechanicState as MechanicState
 from gradxform._wrappers.mechanize import mechanize as mechanize
 from gradxform._wrappers.monitor import monitor as monitor
 from gradxform._wrappers.monitor import MonitorState as MonitorState
+from gradxform._wrappers.state_rounding import stochastic_state_rounding as stochastic_state_rounding
+from gradxform._wrappers.state_rounding import StochasticStateRoundingState as StochasticStateRoundingState
 from gradxform._wrappers.sam import normalize as normalize
 from gradxform._wrappers.sam import sam as sam
 from gradxform._wrappers.sam import SamState as SamState

@@ -82,3 +82,115 @@ def test_kahan_state_and_errors():
     gx.kahan_summation(gx.adam(1e-3), dtype=jnp.int8)
   with pytest.raises(ValueError, match="kahan_summation"):
     opt.update(params, state)
+
+
+# --- stochastic_state_rounding ------------------------------------------------------------------------
+
+
+def adam_second_moment_runs(wrap, steps=300, b2=0.999, n=512):
+  """Adam on a constant gradient g = 1 from v₀ = 0.25 (bf16 parameters, hence bf16 moments): the float32
+  second moment after ``steps`` steps is ``1 + (0.25 − 1)β₂^t``; its increments ``(1−β₂)(1 − v)`` are below
+  half a bf16 ulp of ``v``."""
+  params = {"p": jnp.zeros(n, jnp.bfloat16)}
+  opt = wrap(gx.adam(1e-3, b2=b2))
+  state = opt.init(params)
+  inner = state.inner_state if isinstance(state, gx.StochasticStateRoundingState) else state
+  nu0 = {"p": jnp.full(n, 0.25, jnp.bfloat16)}
+  adam_state = inner[0]._replace(nu=nu0)
+  inner = (adam_state,) + tuple(inner[1:])
+  state = state._replace(inner_state=inner) if isinstance(state, gx.StochasticStateRoundingState) else inner
+  grads = {"p": jnp.ones(n, jnp.bfloat16)}
+
+  @jax.jit
+  def run(state):
+    def step(state, _):
+      return opt.update(grads, state, params)[1], None
+    return jax.lax.scan(step, state, None, length=steps)[0]
+
+  state = run(state)
+  inner = state.inner_state if isinstance(state, gx.StochasticStateRoundingState) else state
+  return np.asarray(inner[0].nu["p"], np.float32), 1 + (0.25 - 1) * b2**steps
+
+
+def test_stochastic_state_rounding_keeps_the_second_moment_unbiased():
+  nearest, exact = adam_second_moment_runs(lambda opt: opt)
+  stochastic, _ = adam_second_moment_runs(gx.stochastic_state_rounding)
+  assert np.all(nearest == 0.25)  # every increment rounds away: v stays where it started
+  assert exact > 0.43
+  # each element's error is a sum of independent roundings decayed by β₂ (std ≲ ulp/2·√(1/(1−β₂²))·...);
+  # the mean over 512 elements is within a few of its standard errors of the float32 value
+  spread = stochastic.std()
+  assert abs(stochastic.mean() - exact) < 4 * spread / np.sqrt(stochastic.size) + 1e-6, (stochastic.mean(), exact)
+  assert spread < 0.02  # each element stays near the float32 value (a bf16 ulp at 0.44 is 2⁻⁹ ≈ 0.002)
+
+
+def test_stochastic_state_rounding_leaves_float32_state_bit_identical():
+  params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.ones(4)}
+  grads = jax.tree.map(lambda p: 0.3 * p + 0.1, params)
+  plain, wrapped = gx.adamw(1e-2, weight_decay=0.1), gx.stochastic_state_rounding(gx.adamw(1e-2, weight_decay=0.1))
+  s1, s2 = plain.init(params), wrapped.init(params)
+  for _ in range(3):
+    u1, s1 = plain.update(grads, s1, params)
+    with pytest.warns(UserWarning, match="no state narrower than float32"):
+      u2, s2 = wrapped.update(grads, s2, params)
+    for a, b in zip(jax.tree.leaves((u1, s1)), jax.tree.leaves((u2, s2.inner_state))):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_stochastic_state_rounding_key_is_state():
+  """The same key gives the same roundings; the key advances every update; a key written into the state is used."""
+  params = {"w": jnp.zeros(64, jnp.bfloat16)}
+  grads = {"w": jnp.asarray(np.random.default_rng(0).normal(size=64), jnp.bfloat16)}
+  opt = gx.stochastic_state_rounding(gx.adam(1e-3, b2=0.9999), seed=7)
+  state = opt.init(params)
+  np.testing.assert_array_equal(state.rng_key, jax.random.PRNGKey(7))
+  step = jax.jit(lambda state: opt.update(grads, state, params)[1])
+  state = step(step(state))
+  again = step(step(opt.init(params)))
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(state.rng_key, jax.random.PRNGKey(7))
+  other = step(step(opt.init(params)._replace(rng_key=jax.random.PRNGKey(8))))
+  assert not np.array_equal(other.inner_state[0].nu["w"], state.inner_state[0].nu["w"])
+
+
+def test_stochastic_state_rounding_covers_chains_groups_and_packing():
+  params = {"w": jnp.zeros((8, 8), jnp.bfloat16), "b": jnp.zeros(8, jnp.bfloat16)}
+  grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, p.dtype), params)
+  for inner in [gx.chain(gx.clip_by_global_norm(1.0), gx.lion(1e-3)), gx.sgd(1e-2, momentum=0.9),
+                gx.packed(gx.adam(1e-3)), gx.muon(1e-3)]:
+    opt = gx.stochastic_state_rounding(inner)
+    with warnings_as_errors():
+      updates, state = jax.jit(opt.update)(grads, opt.init(params), params)
+    assert jax.tree.map(lambda u: u.dtype, updates) == jax.tree.map(lambda p: p.dtype, params)
+
+
+def test_stochastic_state_rounding_refuses_state_it_cannot_round():
+  params = {"w": jnp.zeros((8, 8), jnp.bfloat16)}
+  grads = {"w": jnp.full((8, 8), 0.5, jnp.bfloat16)}
+  opt = gx.stochastic_state_rounding(gx.adafactor(1e-2))
+  with pytest.raises(ValueError, match=r"stochastic_state_rounding: .*v_row\['w'\].*float32"):
+    opt.update(grads, opt.init(params), params)
+  with pytest.raises(TypeError, match="stochastic_state_rounding: seed must be a Python integer"):
+    gx.stochastic_state_rounding(gx.adam(1e-3), seed=1.5)
+  with pytest.raises(ValueError, match=r"out of range"):
+    gx.stochastic_state_rounding(gx.adam(1e-3), seed=-1)
+  with pytest.raises(TypeError, match="StochasticStateRoundingState"):
+    gx.stochastic_state_rounding(gx.adam(1e-3)).update(grads, gx.adam(1e-3).init(params), params)
+
+
+def warnings_as_errors():
+  import warnings
+  ctx = warnings.catch_warnings()
+  ctx.__enter__()
+  warnings.simplefilter("error")
+
+  class _Exit:
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      ctx.__exit__(*exc)
+      return False
+
+  return _Exit()

@@ -1,14 +1,16 @@
-"""Rounding to low precision: stochastic rounding (unbiased) for ``apply_updates(..., key=)``."""
+"""Rounding to low precision: stochastic rounding (unbiased) for ``apply_updates(..., key=)`` and for state stores."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["round_like", "stochastic_round"]
+__all__ = ["round_like", "state_rounding", "stochastic_round", "stochastic_store"]
 
 
 def round_like(x: Any, dtype: Any) -> jax.Array:
@@ -65,3 +67,55 @@ def stochastic_round(x: Any, dtype: Any, key: jax.Array) -> jax.Array:
   prob = jnp.where(inexact, (x - back) / jnp.where(inexact, gap, 1), 0)
   uniform = jax.random.uniform(key, x.shape, wide)
   return jnp.where(uniform < prob, other, near)
+
+
+class _StateRounding:
+  """The key of one ``stochastic_state_rounding`` update and what it rounded (trace-time bookkeeping)."""
+
+  def __init__(self, key: jax.Array):
+    self.key = key
+    self.draws = 0
+    self.rounded: set = set()  # ids of the state arrays written with stochastic rounding
+
+  def next_key(self) -> jax.Array:
+    key = jax.random.fold_in(self.key, self.draws)
+    self.draws += 1
+    return key
+
+
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("gradxform_state_rounding", default=None)
+
+
+@contextlib.contextmanager
+def state_rounding(key: jax.Array) -> Iterator[_StateRounding]:
+  """While active, state that :func:`gradxform._core.tree.leafwise` stores in a narrower dtype than it computes in
+  is rounded stochastically with keys folded from ``key`` (one per stored array, in trace order)."""
+  active = _StateRounding(key)
+  token = _ACTIVE.set(active)
+  try:
+    yield active
+  finally:
+    _ACTIVE.reset(token)
+
+
+def narrower(dtype: Any, than: Any) -> bool:
+  """Whether floating ``dtype`` holds fewer mantissa bits than floating ``than`` (storing rounds)."""
+  dtype, than = jnp.dtype(dtype), jnp.dtype(than)
+  return (jnp.issubdtype(dtype, jnp.floating) and jnp.issubdtype(than, jnp.floating)
+          and jnp.finfo(dtype).nmant < jnp.finfo(than).nmant)
+
+
+def stochastic_store(x: jax.Array, dtype: Any) -> Optional[jax.Array]:
+  """``x`` rounded stochastically to ``dtype`` (returned in ``dtype``) inside :func:`state_rounding` when ``dtype``
+  is narrower than ``x``'s; ``None`` otherwise (the caller stores to nearest)."""
+  active: Optional[_StateRounding] = _ACTIVE.get()
+  if active is None or not narrower(dtype, x.dtype):
+    return None
+  return stochastic_round(x, dtype, active.next_key())
+
+
+def mark_rounded(x: Any) -> None:
+  """Records that the state array ``x`` was stored with stochastic rounding (for the wrapper's coverage check)."""
+  active = _ACTIVE.get()
+  if active is not None:
+    active.rounded.add(id(x))

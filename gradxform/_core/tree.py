@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from gradxform._core import rounding as _rounding
+
 __all__ = [
     "check_floating",
     "increment",
@@ -180,11 +182,31 @@ def _cast(x: jax.Array, dtype: Any) -> jax.Array:
   return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
 
 
-def _storage(olds: Sequence[Any], dtype: Any) -> Callable[..., tuple]:
+def _store(value: jax.Array, state_dtype: Any, dtype: Any, exact: set) -> jax.Array:
+  """``value`` rounded to ``state_dtype`` (stochastically under ``stochastic_state_rounding``), back in ``dtype``;
+  a randomly rounded result is remembered in ``exact`` so that it is not rounded twice."""
+  rounded = _rounding.stochastic_store(value, state_dtype)
+  if rounded is None:
+    return _cast(_cast(value, state_dtype), dtype)
+  rounded = _cast(rounded, dtype)
+  exact.add(id(rounded))
+  return rounded
+
+
+def _storage(olds: Sequence[Any], dtype: Any, exact: set) -> Callable[..., tuple]:
   """``stored`` for one leaf: new state values rounded to the dtypes of ``olds``, back in ``dtype``."""
   def stored(*values):
-    return tuple(None if v is None else _cast(_cast(v, s.dtype), dtype) for v, s in zip(values, olds))
+    return tuple(None if v is None else _store(v, s.dtype, dtype, exact) for v, s in zip(values, olds))
   return stored
+
+
+def _final(new: jax.Array, dtype: Any, exact: set) -> jax.Array:
+  """A rule's new state value cast to its stored ``dtype``: exact when ``stored`` already rounded it at random,
+  else rounded at random under ``stochastic_state_rounding`` (when narrower), else to nearest."""
+  if id(new) in exact:
+    return _cast(new, dtype)
+  rounded = _rounding.stochastic_store(new, dtype)
+  return _cast(new, dtype) if rounded is None else rounded
 
 
 def leafwise(
@@ -264,12 +286,19 @@ def leafwise(
     dtype = compute_dtype(wider(g.dtype, *(s.dtype for s in olds if s is not None)))
     out_dtype = next((d for d, like in zip(olds_dtypes, like_params) if like and d is not None), g_dtype)
     kwargs = cast_scalars(dtype)
+    exact: set = set()
     if stored:
-      kwargs = {**kwargs, "stored": _storage(olds, dtype)}
+      kwargs = {**kwargs, "stored": _storage(olds, dtype, exact)}
     result = rule(_cast(g, dtype), *(None if s is None else _cast(s, dtype) for s in olds), **kwargs)
     outs[0].append(as_complex(_cast(result[0], real_dtype(out_dtype)), out_dtype))
     for j, (new, old, old_dtype) in enumerate(zip(result[1:], olds, olds_dtypes)):
-      outs[j + 1].append(None if new is None else as_complex(_cast(new, old.dtype), old_dtype))
+      if new is None:
+        outs[j + 1].append(None)
+        continue
+      out = as_complex(_final(new, old.dtype, exact), old_dtype)
+      if _rounding.narrower(old.dtype, new.dtype):
+        _rounding.mark_rounded(out)
+      outs[j + 1].append(out)
   return tuple(
       None if j > 0 and states[j - 1] is None else jax.tree.unflatten(treedef, leaves)
       for j, leaves in enumerate(outs)
@@ -300,9 +329,21 @@ def global_norm(tree: Any) -> jax.Array:
   return jnp.where(jnp.isfinite(scale), norm, scale)
 
 
+def _filled(x: jax.Array, value: float) -> jax.Array:
+  """An array of ``value`` with ``x``'s shape, dtype and layout, in one primitive where ``x`` has no Explicit
+  sharding (``lax.full_like`` costs several times more to trace, which adds up over thousands of leaves)."""
+  if explicit_sharding(x) is not None:  # keep the operand's sharding: select refuses mixed layouts there
+    return lax.full_like(x, value)
+  return lax.broadcast_in_dim(np.asarray(value, x.dtype), np.shape(x), ())
+
+
 def decayed(decay: jax.Array, x: jax.Array) -> jax.Array:
   """``decay · x``, exactly 0 where ``decay == 0`` (so a decay of 0 forgets an old state even if it is inf)."""
-  return jnp.where(decay == 0, jnp.zeros_like(x), decay * x)
+  decay, x = jnp.asarray(decay), jnp.asarray(x)
+  if decay.ndim != 0 or decay.dtype != x.dtype:
+    return jnp.where(decay == 0, jnp.zeros_like(x), decay * x)
+  # lax primitives with a scalar predicate: the same values as the jnp form, a third of its tracing cost
+  return lax.select(lax.eq(decay, np.zeros((), decay.dtype)), _filled(x, 0), lax.mul(decay, x))
 
 
 def explicit_sharding(x: Any) -> Optional[Any]:
@@ -353,9 +394,9 @@ def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
   Both arguments must have the same shape and dtype (no broadcasting): it is
   written with ``lax`` primitives, which are cheaper to trace per leaf.
   """
-  # full_like keeps the operand's sharding (a constant broadcast without it is replicated, and
+  # _filled keeps the operand's sharding (a constant broadcast without it is replicated, and
   # select refuses mixed shardings on a mesh with Explicit axes)
-  fill = lambda value: lax.full_like(denominator, value)
-  zero = lax.eq(denominator, fill(0))
-  safe = lax.select(zero, fill(1), denominator)
-  return lax.select(zero, fill(0), lax.div(numerator, safe))
+  zero = lax.eq(denominator, np.zeros((), denominator.dtype))
+  fill = _filled(denominator, 0)
+  safe = lax.select(zero, _filled(denominator, 1), denominator)
+  return lax.select(zero, fill, lax.div(numerator, safe))

@@ -75,7 +75,12 @@ class Packer:
   The packer is frozen and hashable (equal layouts compare equal), so it can be
   closed over in a jitted function or passed as a static argument.
 
-  Restrictions: leaves must be floating point (integer/boolean/complex leaves
+  Complex leaves pack into a buffer of their own dtype (``{"complex64": c64[n]}``);
+  elementwise optimizers act on it with torch's convention for complex
+  parameters (each component as a real coordinate), so the packed numbers equal
+  the per-leaf ones.
+
+  Restrictions: leaves must be floating point or complex (integer/boolean leaves
   raise ``TypeError``: keep them outside the packed tree), and ``None`` leaves
   are not supported (``ValueError``).
 
@@ -113,9 +118,9 @@ class Packer:
     current = {}  # dtype name -> (name of its open buffer, number of buffers so far)
     for path, leaf in flat:
       shape, dtype = _spec(leaf)
-      if not jnp.issubdtype(dtype, jnp.floating):
+      if not jnp.issubdtype(dtype, jnp.inexact):
         raise TypeError(
-            f"Packer: the parameter at {keystr(path)} has dtype {dtype}; only floating-point "
+            f"Packer: the parameter at {keystr(path)} has dtype {dtype}; only floating-point or complex "
             "leaves can be packed. Keep integer/boolean leaves out of the packed tree.")
       dtype_name = jnp.dtype(dtype).name
       size = int(np.prod(shape, dtype=np.int64))
@@ -191,7 +196,8 @@ class Packer:
         raise ValueError(
             f"Packer.pack: the {what} at {keystr(path)} has shape {got_shape}, but the recorded "
             f"layout has {shape}.")
-      if jnp.dtype(got_dtype).name != dtype and cast and jnp.issubdtype(got_dtype, jnp.floating):
+      if (jnp.dtype(got_dtype).name != dtype and cast and jnp.issubdtype(got_dtype, jnp.floating)
+          and jnp.issubdtype(jnp.dtype(dtype), jnp.floating)):
         leaf = jnp.asarray(leaf).astype(dtype)
       elif jnp.dtype(got_dtype).name != dtype:
         raise ValueError(
