@@ -79,14 +79,18 @@ def test_donated_state_benchmark_quick():
 
 
 def test_bf16_training_benchmark_quick():
-  out, _ = run_quick("bf16_training.py")
+  output, _ = run_quick("bf16_training.py")
+  assert "char-level MLP LM" in output, output  # both tasks ran; the digits table is checked
+  out = output.split("char-level MLP LM")[0]
   rows = {line[:22].strip(): line[22:].split() for line in out.splitlines() if line.startswith("(")}
-  assert set(rows) == {"(a) float32 master", "(b) bf16 nearest", "(c) bf16 stochastic", "(d) bf16 Kahan",
-                       "(e) (c), f32 nu", "(f) (d), f32 nu"}, out
+  assert set(rows) == {"(a) float32 master", "(b) bf16 nearest", "(c) bf16 stochastic", "(c+) (c), sr state",
+                       "(d) bf16 Kahan", "(d+) (d), sr state", "(e) (c), f32 nu", "(f) (d), f32 nu"}, out
   loss = {name: float(cols[0]) for name, cols in rows.items()}
   share = {name: cols[-1] for name, cols in rows.items()}
   # round-to-nearest loses the small AdamW steps; stochastic rounding and Kahan keep them
   assert loss["(b) bf16 nearest"] > 1.1 * loss["(a) float32 master"], out
   assert abs(loss["(c) bf16 stochastic"] - loss["(a) float32 master"]) < 0.01 * loss["(a) float32 master"], out
   assert abs(loss["(d) bf16 Kahan"] - loss["(a) float32 master"]) < 0.01 * loss["(a) float32 master"], out
+  assert abs(loss["(c+) (c), sr state"] - loss["(a) float32 master"]) < 0.01 * loss["(a) float32 master"], out
   assert share["(c) bf16 stochastic"] == "50%" and share["(d) bf16 Kahan"] == "67%", out
+  assert share["(c+) (c), sr state"] == "50%", out

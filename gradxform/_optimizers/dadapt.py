@@ -88,7 +88,9 @@ class _ScaleByDadaptAdamw(Transform):
         name, rule, updates, state.exp_avg, state.exp_avg_sq, state.grad_sum, params,
         check_dtype=(True, True, True, False), stored=True,
         scalars={"dlr": dlr, "b1": b1, "b2": b2, "sb2": sb2, "eps": hp["eps"], "weight_decay": hp["weight_decay"],
-                 "after": 0 * numerator_acum})
+                 # rem(·, inf) keeps 0 (and NaN) and is "expensive" to XLA, so the N-leaf inner product behind it
+                 # is computed once instead of copied into each leaf's loop (O(N²) to compile otherwise)
+                 "after": lax.rem(0 * numerator_acum, jnp.asarray(jnp.inf, numerator_acum.dtype))})
     numerator = sb2 * state.numerator_weighted + (1 - sb2) * dlr * numerator_acum
     denominator = (1 - sb2) * l1_norm(s, dtype)
     # optax's estimate is 0/0 = NaN while every gradient so far was zero; d then stays as it was

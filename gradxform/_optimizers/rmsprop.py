@@ -75,12 +75,12 @@ class _ScaleByRms(Transform):
     t = step_number(state, hp, "decay")
     correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])
 
-    def rule(g, nu, nu_max, grad_avg, num, decay, eps, eps_root, correction, stored):
-      nu, = stored(_tree.decayed(decay, nu) + (1 - decay) * g * g)  # amsgrad's running maximum is of stored values
+    def rule(g, nu, nu_max, grad_avg, num, decay, decay_rest, decay_forget, eps, eps_root, correction, stored):
+      nu, = stored(_tree.decayed(decay, nu, decay_forget) + decay_rest * g * g)  # amsgrad's maximum: of stored values
       if amsgrad:  # torch: max of the raw v, then debiased; optax (debias_before_max): max of v / c_t
         nu_max = jnp.maximum(nu_max, nu / correction if debias_before_max else nu)
       if centered:
-        grad_avg = _tree.decayed(decay, grad_avg) + (1 - decay) * g
+        grad_avg = _tree.decayed(decay, grad_avg, decay_forget) + decay_rest * g
       nu, nu_max, grad_avg = stored(nu, nu_max, grad_avg)
       v = nu_max if amsgrad and debias_before_max else (nu_max if amsgrad else nu) / correction
       if centered:
@@ -93,7 +93,7 @@ class _ScaleByRms(Transform):
     updates, nu, nu_max, grad_avg, _ = _tree.leafwise(
         self.name, rule, updates, state.nu, state.nu_max, state.grad_avg, numerator,
         scalars={"decay": hp["decay"], "eps": hp["eps"], "eps_root": hp["eps_root"], "correction": correction},
-        check_dtype=(same, same, same, True), stored=True)
+        check_dtype=(same, same, same, True), stored=True, derive=_tree.decay_scalars())
     return updates, {"nu": nu, "grad_avg": grad_avg, "nu_max": nu_max, "numerator": numerator_state}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -44,14 +46,14 @@ class _Trace(Transform):
     if self.dampening is not None:  # torch: the first buffer is g itself, undamped
       scalars["grad_coef"] = jnp.where(state.count == 0, 1.0, 1 - hp["dampening"]).astype(hp["dampening"].dtype)
 
-    def rule(g, buf, decay, stored, grad_coef=None):
-      exact = _tree.decayed(decay, buf) + (g if grad_coef is None else grad_coef * g)
+    def rule(g, buf, decay, decay_rest, decay_forget, stored, grad_coef=None):
+      exact = _tree.decayed(decay, buf, decay_forget) + (g if grad_coef is None else grad_coef * g)
       buf, = stored(exact)
       used = exact if self.unrounded_update else buf
       return (g + decay * used if nesterov else used), buf
 
     updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=scalars,
-                                  check_dtype=(self.dtype is None,), stored=True)
+                                  check_dtype=(self.dtype is None,), stored=True, derive=_tree.decay_scalars())
     return updates, {"trace": buf}
 
 
@@ -125,17 +127,21 @@ class _Ema(Transform):
     t = step_number(state, hp, "decay")
     debias, nesterov = self.debias, self.nesterov
 
-    def rule(g, m, decay, correction, next_correction, stored):
-      m, = stored(_tree.decayed(decay, m) + (1 - decay) * g)
+    def rule(g, m, decay, decay_rest, decay_forget, correction, next_correction, stored):
+      m, = stored(_tree.decayed(decay, m, decay_forget) + decay_rest * g)
       if nesterov:  # optax's nesterov Adam: β m_t / (1 - β^{t+1}) + (1 - β) g_t / (1 - β^t)
         return (decay * m / next_correction + (1 - decay) * g / correction if debias
                 else decay * m + (1 - decay) * g), m
       return (m / correction if debias else m), m
 
-    scalars = {**hp, "correction": 1 - hp["decay"] ** t, "next_correction": 1 - hp["decay"] ** (t + 1)}
+    scalars = {**hp, "correction": 1 - hp["decay"] ** t}
+    if nesterov:
+      scalars["next_correction"] = 1 - hp["decay"] ** (t + 1)
+    else:
+      rule = functools.partial(rule, next_correction=None)
     updates, m = _tree.leafwise(
         self.name, rule, updates, state.ema,
-        scalars=scalars, check_dtype=(self.dtype is None,), stored=True)
+        scalars=scalars, check_dtype=(self.dtype is None,), stored=True, derive=_tree.decay_scalars())
     return updates, {"ema": m}
 
 

@@ -80,8 +80,9 @@ class _ScaleByLearningRate(Transform):
   State = ScaleState
 
   def apply(self, updates, state, params, hp, **extra):
-    updates, = _tree.leafwise("scale_by_learning_rate", lambda g, learning_rate: (-learning_rate * g,),
-                              updates, scalars=hp)
+    # -η is formed once per dtype (negation is exact, so these are the numbers of -η · g per leaf)
+    updates, = _tree.leafwise("scale_by_learning_rate", lambda g, learning_rate, descent: (descent * g,),
+                              updates, scalars=hp, derive=lambda s: {"descent": -s["learning_rate"]})
     return updates, {}
 
 
