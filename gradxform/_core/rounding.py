@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["round_like", "state_rounding", "stochastic_round", "stochastic_store"]
+__all__ = ["final", "round_like", "state_rounding", "stochastic_round", "stochastic_store", "store"]
 
 
 def round_like(x: Any, dtype: Any) -> jax.Array:
@@ -119,3 +119,27 @@ def mark_rounded(x: Any) -> None:
   active = _ACTIVE.get()
   if active is not None:
     active.rounded.add(id(x))
+
+
+def _cast(x: jax.Array, dtype: Any) -> jax.Array:
+  return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
+
+
+def store(value: jax.Array, state_dtype: Any, dtype: Any, exact: set) -> jax.Array:
+  """``value`` rounded to ``state_dtype`` (stochastically under ``stochastic_state_rounding``), back in ``dtype``;
+  a randomly rounded result is remembered in ``exact`` so that it is not rounded twice (:func:`final`)."""
+  rounded = stochastic_store(value, state_dtype)
+  if rounded is None:
+    return _cast(_cast(value, state_dtype), dtype)
+  rounded = _cast(rounded, dtype)
+  exact.add(id(rounded))
+  return rounded
+
+
+def final(new: jax.Array, dtype: Any, exact: set) -> jax.Array:
+  """A rule's new state value cast to its stored ``dtype``: exact when :func:`store` already rounded it at
+  random, else rounded at random under ``stochastic_state_rounding`` (when narrower), else to nearest."""
+  if id(new) in exact:
+    return _cast(new, dtype)
+  rounded = stochastic_store(new, dtype)
+  return _cast(new, dtype) if rounded is None else rounded

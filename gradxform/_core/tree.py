@@ -182,31 +182,11 @@ def _cast(x: jax.Array, dtype: Any) -> jax.Array:
   return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
 
 
-def _store(value: jax.Array, state_dtype: Any, dtype: Any, exact: set) -> jax.Array:
-  """``value`` rounded to ``state_dtype`` (stochastically under ``stochastic_state_rounding``), back in ``dtype``;
-  a randomly rounded result is remembered in ``exact`` so that it is not rounded twice."""
-  rounded = _rounding.stochastic_store(value, state_dtype)
-  if rounded is None:
-    return _cast(_cast(value, state_dtype), dtype)
-  rounded = _cast(rounded, dtype)
-  exact.add(id(rounded))
-  return rounded
-
-
 def _storage(olds: Sequence[Any], dtype: Any, exact: set) -> Callable[..., tuple]:
   """``stored`` for one leaf: new state values rounded to the dtypes of ``olds``, back in ``dtype``."""
   def stored(*values):
-    return tuple(None if v is None else _store(v, s.dtype, dtype, exact) for v, s in zip(values, olds))
+    return tuple(None if v is None else _rounding.store(v, s.dtype, dtype, exact) for v, s in zip(values, olds))
   return stored
-
-
-def _final(new: jax.Array, dtype: Any, exact: set) -> jax.Array:
-  """A rule's new state value cast to its stored ``dtype``: exact when ``stored`` already rounded it at random,
-  else rounded at random under ``stochastic_state_rounding`` (when narrower), else to nearest."""
-  if id(new) in exact:
-    return _cast(new, dtype)
-  rounded = _rounding.stochastic_store(new, dtype)
-  return _cast(new, dtype) if rounded is None else rounded
 
 
 def leafwise(
@@ -300,7 +280,7 @@ def leafwise(
       if new is None:
         outs[j + 1].append(None)
         continue
-      out = as_complex(_final(new, old.dtype, exact), old_dtype)
+      out = as_complex(_rounding.final(new, old.dtype, exact), old_dtype)
       if _rounding.narrower(old.dtype, new.dtype):
         _rounding.mark_rounded(out)
       outs[j + 1].append(out)
