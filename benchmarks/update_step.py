@@ -72,7 +72,8 @@ def parse_args(argv=None):
                       help="timed calls per implementation (default 50; 5 with --quick)")
   parser.add_argument("--warmup", type=int, default=None,
                       help="untimed calls per implementation after the first (default 3; 1 with --quick)")
-  parser.add_argument("--trees", choices=["big", "many", "both"], default="both")
+  parser.add_argument("--trees", choices=["big", "many", "both", "scalar"], default="both",
+                      help="'scalar': one float32 scalar, the per-call overhead alone (not part of 'both')")
   parser.add_argument("--no-torch", action="store_true", help="skip torch.optim even if importable")
   parser.add_argument("--no-optax", action="store_true", help="skip optax even if importable")
   parser.add_argument("--tree-wrapper", action="store_true",
@@ -134,11 +135,13 @@ def tree_specs(quick: bool):
         "big": ("transformer, 2 layers, d=64, vocab 512, 64 positions",
                 transformer_shapes(layers=2, d=64, vocab=512, positions=64)),
         "many": ("50 leaves of 8x8", many_shapes(leaves=50, side=8)),
+        "scalar": ("one float32 scalar", {"w": ()}),
     }
   return {
       "big": ("transformer, 12 layers, d_model 384, MLP 1536, vocab 8192, 1024 positions",
               transformer_shapes()),
       "many": ("2,000 leaves of 32x32", many_shapes()),
+      "scalar": ("one float32 scalar", {"w": ()}),
   }
 
 
@@ -428,7 +431,7 @@ def build_impls(args, label):
   notes = []
   if label == "big" or args.tree_wrapper:
     impls.append(gx_packed_trees_impl())
-  else:
+  elif label == "many":
     notes.append("'packed(gx.adam), trees' skipped on this tree (its XLA:CPU compile takes minutes "
                  "for 2,000 leaves); --tree-wrapper to include it")
   if not args.no_optax:
