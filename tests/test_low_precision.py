@@ -160,7 +160,8 @@ def test_stochastic_state_rounding_covers_chains_groups_and_packing():
   params = {"w": jnp.zeros((8, 8), jnp.bfloat16), "b": jnp.zeros(8, jnp.bfloat16)}
   grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, p.dtype), params)
   for inner in [gx.chain(gx.clip_by_global_norm(1.0), gx.lion(1e-3)), gx.sgd(1e-2, momentum=0.9),
-                gx.packed(gx.adam(1e-3)), gx.muon(1e-3)]:
+                gx.packed(gx.adam(1e-3)), gx.muon(1e-3), gx.apply_if_finite(gx.adam(1e-3), 3),
+                gx.accumulate(gx.adam(1e-3), 4)]:  # the last two pass the state through where/cond
     opt = gx.stochastic_state_rounding(inner)
     with warnings.catch_warnings():
       warnings.simplefilter("error")  # every low-precision state array is reached: no partial-coverage warning

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 from typing import Any, Iterator, Optional
@@ -75,7 +76,9 @@ class _StateRounding:
   def __init__(self, key: jax.Array):
     self.key = key
     self.draws = 0
-    self.rounded: set = set()  # ids of the state arrays written with stochastic rounding
+    # (shape, dtype) of each state array written with stochastic rounding: wrappers that pass state through
+    # lax.cond or jnp.where return other objects than leafwise made, so coverage is matched by kind
+    self.rounded: collections.Counter = collections.Counter()
 
   def next_key(self) -> jax.Array:
     key = jax.random.fold_in(self.key, self.draws)
@@ -114,11 +117,16 @@ def stochastic_store(x: jax.Array, dtype: Any) -> Optional[jax.Array]:
   return stochastic_round(x, dtype, active.next_key())
 
 
+def kind(x: Any) -> tuple:
+  """``(shape, dtype name)`` of an array: what coverage of stochastic state rounding is matched by."""
+  return tuple(jnp.shape(x)), jnp.dtype(x.dtype).name
+
+
 def mark_rounded(x: Any) -> None:
   """Records that the state array ``x`` was stored with stochastic rounding (for the wrapper's coverage check)."""
   active = _ACTIVE.get()
   if active is not None:
-    active.rounded.add(id(x))
+    active.rounded[kind(x)] += 1
 
 
 def _cast(x: jax.Array, dtype: Any) -> jax.Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import numbers
 import warnings
 from typing import Any, NamedTuple
@@ -61,7 +62,13 @@ class _StochasticStateRounding(GradientTransformation):
       warnings.warn(f"{_NAME}: the wrapped optimizer keeps no state narrower than float32, so this wrapper changes "
                     "nothing. It acts on bfloat16/float16 state (the parameters' dtype by default, or mu_dtype=/"
                     "nu_dtype=); for float32 state, remove it.", stacklevel=2)
-    missed = [path for path, leaf in narrow if id(leaf) not in active.rounded]
+    left = collections.Counter(active.rounded)
+    missed = []
+    for path, leaf in narrow:  # each stochastically rounded store covers one state array of its shape and dtype
+      if left[_rounding.kind(leaf)] > 0:
+        left[_rounding.kind(leaf)] -= 1
+      else:
+        missed.append(path)
     if narrow and len(missed) == len(narrow):
       raise ValueError(
           f"{_NAME}: the wrapped optimizer stores low-precision state (e.g. at inner_state"
@@ -100,7 +107,9 @@ def stochastic_state_rounding(inner: Any, seed: int = 0) -> GradientTransformati
   Which state: everything written through gradxform's elementwise rules (the Adam family, SGD momentum,
   Lion, RMSProp, Adagrad, Adan, AdEMAMix, ..., inside chains, parameter groups and ``gx.packed``). State kept
   by other code (matrix optimizers' statistics, 8-bit state, optax transforms) is refused when it is all the
-  low-precision state there is, and named in a warning when it is part of it.
+  low-precision state there is, and named in a warning when it is part of it (the check counts the arrays
+  rounded stochastically against the state's low-precision arrays by shape and dtype, so wrappers that pass
+  state through ``lax.cond`` or ``jnp.where`` are covered).
 
   Each update splits the state's key once; the same key gives the same roundings (a resumed checkpoint
   continues the same stream). With ``gx.Population``, give members different seeds by writing their keys.
