@@ -13,7 +13,6 @@ thrown away.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
