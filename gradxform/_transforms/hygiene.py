@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradxform._core import tree as _tree
 from gradxform._core.base import EmptyState, GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter, step_number
 from gradxform._core.module import static_field
+from gradxform._transforms.options import check_seed
 
 __all__ = ["AddNoiseState", "ZeroNansState", "add_noise", "centralize", "zero_nans"]
 
@@ -186,15 +185,7 @@ def add_noise(eta: Any, gamma: Any, seed: int) -> GradientTransformation:
   check_hyperparameter(_NOISE, "gamma", gamma, low=0.0,
                        hint="gamma is the decay exponent of the noise variance; it must be >= 0, "
                        "e.g. 0.55.")
-  if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-    raise TypeError(
-        f"{_NOISE}: seed must be a Python integer, got {type(seed).__name__} {seed!r}. "
-        "The key is made from it by init(); to vary the noise, pass another seed.")
-  if not 0 <= int(seed) < 2**32:
-    raise ValueError(
-        f"{_NOISE}: seed={seed} is out of range [0, 2**32). Larger or negative seeds "
-        "give keys that depend on jax_enable_x64; use e.g. seed % 2**32.")
-  return _AddNoise(eta, gamma, seed=int(seed))
+  return _AddNoise(eta, gamma, seed=check_seed(_NOISE, seed, "the noise"))
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Options shared by the named optimizers: flag checks and torch.optim's gradient preamble.
+"""Options shared by the named optimizers: flag, dtype and seed checks and torch.optim's gradient preamble.
 
 ``torch.optim`` optimizers first negate the gradient (``maximize=True``) and then add
 coupled L2 weight decay ``λp`` to it, before their own rule; :func:`gradient_preamble`
@@ -7,6 +7,7 @@ returns those stages (none by default), so every named optimizer spells them the
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Optional
 
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from gradxform._core.hyperparams import is_literal_zero
 from gradxform._transforms.decay import add_decayed_weights
 from gradxform._transforms.scaling import scale
 
-__all__ = ["check_flag", "check_dtype_option", "gradient_preamble"]
+__all__ = ["check_flag", "check_dtype_option", "check_seed", "gradient_preamble"]
 
 
 def check_flag(transform: str, name: str, value: Any) -> bool:
@@ -43,6 +44,20 @@ def check_dtype_option(transform: str, name: str, dtype: Optional[Any]) -> Optio
     raise TypeError(f"{transform}: {name} must be a floating dtype such as jnp.bfloat16 or "
                     f"jnp.float32 (or None for the parameters' dtype), got {resolved}.")
   return resolved
+
+
+def check_seed(transform: str, seed: Any, varies: str) -> int:
+  """``seed`` as a Python int in ``[0, 2**32)`` for ``jax.random.PRNGKey`` (made by ``init``); ``varies`` names what
+  another seed changes (e.g. ``"the noise"``). ``TypeError`` for a non-integer, ``ValueError`` out of range."""
+  if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+    raise TypeError(
+        f"{transform}: seed must be a Python integer, got {type(seed).__name__} {seed!r}. "
+        f"The key is made from it by init(); to vary {varies}, pass another seed.")
+  if not 0 <= int(seed) < 2**32:
+    raise ValueError(
+        f"{transform}: seed={seed} is out of range [0, 2**32). Larger or negative seeds "
+        "give keys that depend on jax_enable_x64; use e.g. seed % 2**32.")
+  return int(seed)
 
 
 def gradient_preamble(transform: str, maximize: Any, weight_decay: Any = 0.0) -> list[GradientTransformation]:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import collections
-import numbers
 import warnings
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradxform._core import rounding as _rounding
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import as_transform
 from gradxform._core.module import static_field
+from gradxform._transforms.options import check_seed
 
 __all__ = ["stochastic_state_rounding"]
 
@@ -125,9 +124,4 @@ def stochastic_state_rounding(inner: Any, seed: int = 0) -> GradientTransformati
     Gupta et al., 2015, "Deep Learning with Limited Numerical Precision", https://arxiv.org/abs/1502.02551;
     Zamirai et al., 2020, "Revisiting BFloat16 Training", https://arxiv.org/abs/2010.06192
   """
-  if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-    raise TypeError(f"{_NAME}: seed must be a Python integer, got {type(seed).__name__} {seed!r}. The key is made "
-                    "from it by init(); to vary the roundings, pass another seed.")
-  if not 0 <= int(seed) < 2**32:
-    raise ValueError(f"{_NAME}: seed={seed} is out of range [0, 2**32); use e.g. seed % 2**32.")
-  return _StochasticStateRounding(as_transform(inner, _NAME), seed=int(seed))
+  return _StochasticStateRounding(as_transform(inner, _NAME), seed=check_seed(_NAME, seed, "the roundings"))
