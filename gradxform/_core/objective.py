@@ -130,11 +130,8 @@ def vdot(a: Any, b: Any, dtype: Any = None) -> jax.Array:
   Complex leaves enter as their real views: ``Re(vdot(a, b)) = Σ Re a·Re b + Im a·Im b``.
   """
   dtype = scalar_dtype((a, b)) if dtype is None else dtype
-  parts = [_tree.dot(_tree.as_real(jnp.asarray(x)).astype(dtype), _tree.as_real(jnp.asarray(y)).astype(dtype))
-           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
-  # one reduction of the stacked partial sums: a chain of N scalar additions is "cheap" to XLA, which then
-  # copies it into every per-leaf loop that reads the result (O(N²) instructions to compile)
-  return jnp.sum(jnp.stack(parts)) if parts else jnp.zeros((), dtype)
+  return _tree.sum_of([_tree.dot(_tree.as_real(jnp.asarray(x)).astype(dtype), _tree.as_real(jnp.asarray(y)).astype(dtype))
+                       for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))], dtype)
 
 
 def axpy(alpha: jax.Array, direction: Any, x: Any) -> Any:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["final", "round_like", "state_rounding", "stochastic_round", "stochastic_store", "store"]
+__all__ = ["convert", "final", "round_like", "state_rounding", "stochastic_round", "stochastic_store", "store"]
 
 
 def round_like(x: Any, dtype: Any) -> jax.Array:
@@ -129,7 +129,8 @@ def mark_rounded(x: Any) -> None:
     active.rounded[kind(x)] += 1
 
 
-def _cast(x: jax.Array, dtype: Any) -> jax.Array:
+def convert(x: jax.Array, dtype: Any) -> jax.Array:
+  """``x`` in ``dtype`` (itself when it already is): ``lax.convert_element_type``, which jit keeps as written."""
   return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
 
 
@@ -138,8 +139,8 @@ def store(value: jax.Array, state_dtype: Any, dtype: Any, exact: set) -> jax.Arr
   a randomly rounded result is remembered in ``exact`` so that it is not rounded twice (:func:`final`)."""
   rounded = stochastic_store(value, state_dtype)
   if rounded is None:
-    return _cast(_cast(value, state_dtype), dtype)
-  rounded = _cast(rounded, dtype)
+    return convert(convert(value, state_dtype), dtype)
+  rounded = convert(rounded, dtype)
   exact.add(id(rounded))
   return rounded
 
@@ -148,6 +149,6 @@ def final(new: jax.Array, dtype: Any, exact: set) -> jax.Array:
   """A rule's new state value cast to its stored ``dtype``: exact when :func:`store` already rounded it at
   random, else rounded at random under ``stochastic_state_rounding`` (when narrower), else to nearest."""
   if id(new) in exact:
-    return _cast(new, dtype)
+    return convert(new, dtype)
   rounded = stochastic_store(new, dtype)
-  return _cast(new, dtype) if rounded is None else rounded
+  return convert(new, dtype) if rounded is None else rounded

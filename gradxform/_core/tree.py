@@ -21,6 +21,7 @@ import numpy as np
 from jax import lax
 
 from gradxform._core import rounding as _rounding
+from gradxform._core.rounding import convert as _cast
 
 __all__ = [
     "check_floating",
@@ -30,6 +31,7 @@ __all__ = [
     "global_norm",
     "keystr",
     "leafwise",
+    "sum_of",
     "zeros_like",
 ]
 
@@ -177,10 +179,6 @@ def _check_leaves(name: str, what: str, paths, updates, reference) -> None:
       )
 
 
-def _cast(x: jax.Array, dtype: Any) -> jax.Array:
-  return x if x.dtype == dtype else lax.convert_element_type(x, dtype)
-
-
 def _storage(olds: Sequence[Any], dtype: Any, exact: set) -> Callable[..., tuple]:
   """``stored`` for one leaf: new state values rounded to the dtypes of ``olds``, back in ``dtype``."""
   def stored(*values):
@@ -289,6 +287,15 @@ def leafwise(
   )
 
 
+def sum_of(parts: Sequence[jax.Array], dtype: Any) -> jax.Array:
+  """``Σ parts`` (one scalar per leaf) as one reduction of the stacked values; 0 in ``dtype`` for none.
+
+  Not a chain of N additions: XLA deems that cheap and copies it into every per-leaf loop that reads the sum
+  (O(N²) instructions to compile).
+  """
+  return jnp.sum(jnp.stack(parts)) if parts else jnp.zeros((), dtype)
+
+
 def global_norm(tree: Any) -> jax.Array:
   """The Euclidean norm of all leaves together, accumulated in at least float32."""
   leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
@@ -297,13 +304,11 @@ def global_norm(tree: Any) -> jax.Array:
   leaves = [as_real(x) for x in leaves]  # |z|² = re² + im²
   dtype = compute_dtype(wider(*(x.dtype for x in leaves)))
   leaves = [x.astype(dtype) for x in leaves]
-  # Σ g² directly (as optax), unless it overflowed, or is so small that squares may have underflowed:
-  # then, under lax.cond, each leaf is scaled by its own max|g_i| before squaring and the partial sums are
-  # combined relative to the largest, so finite gradients such as [1e30, 1, 0] in float32 do not overflow
-  # (the norm is inf only when it exceeds the dtype's range, or a leaf is not finite). No leaf's reduction
-  # depends on another leaf's: with one global scale inside the reductions, XLA duplicated the N-leaf
-  # maximum into each of the N reductions (O(N²) instructions; 66 s to compile a clip on 400 leaves).
-  total = jnp.sum(jnp.stack([jnp.sum(jnp.square(x)) for x in leaves]))
+  # Σ g² directly (as optax), unless it overflowed or squares may have underflowed: then, under lax.cond,
+  # each leaf is scaled by its own max|g_i| and the partial sums combined relative to the largest, so finite
+  # float32 gradients such as [1e30, 1, 0] do not overflow. A global scale inside the N reductions made XLA
+  # copy the N-leaf maximum into each of them (O(N²): 66 s to compile a clip on 400 leaves).
+  total = sum_of([jnp.sum(jnp.square(x)) for x in leaves], dtype)
   info = jnp.finfo(dtype)
   plain = jnp.isfinite(total) & (total >= info.tiny / info.eps)
 

@@ -21,8 +21,7 @@ __all__ = ["ScaleByProdigyState", "prodigy", "scale_by_prodigy"]
 
 def l1_norm(tree: Any, dtype: Any) -> jax.Array:
   """``Σ |x_i|`` over all leaves, in ``dtype``."""
-  parts = [jnp.sum(jnp.abs(jnp.asarray(x).astype(dtype))) for x in jax.tree.leaves(tree)]
-  return jnp.sum(jnp.stack(parts)) if parts else jnp.zeros([], dtype)  # one reduction: see objective.vdot
+  return _tree.sum_of([jnp.sum(jnp.abs(jnp.asarray(x).astype(dtype))) for x in jax.tree.leaves(tree)], dtype)
 
 
 def check_d_options(name: str, learning_rate: Any, eps: Any, estim_lr0: Any, weight_decay: Any) -> None:
