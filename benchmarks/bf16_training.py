@@ -100,26 +100,16 @@ def digits_task(quick):
 def lm_task(quick):
   """The character-level MLP language model of quantized_state.py (577k parameters), AdamW."""
   import quantized_state as qs  # noqa: E402  (benchmarks/)
-  text = qs.corpus()
-  chars = sorted(set(text))
-  lookup = np.zeros(128, np.int32)
-  lookup[[ord(c) for c in chars]] = np.arange(len(chars))
-  ids = lookup[np.frombuffer(text.encode("ascii"), np.uint8)]
-  split = int(0.9 * len(ids))
-  windows = np.lib.stride_tricks.sliding_window_view(ids, qs.CONTEXT + 1)
-  train_windows, test_windows = windows[:split - qs.CONTEXT], windows[split:]
-  steps, batch = (150, 64) if quick else (2000, 128)
-  test = jnp.asarray(test_windows[np.random.default_rng(2).permutation(len(test_windows))[:8192]])
+  vocab, batches, test = qs.lm_data(quick)
   loss = lambda p, b: qs.lm_loss(jax.tree.map(lambda a: a.astype(jnp.float32), p), b)
   held_out = jax.jit(loss)
 
   def run(dtype, opt, stochastic, seed):
-    batches = train_windows[np.random.default_rng(2 + seed).integers(0, len(train_windows), size=(steps, batch))]
-    params = jax.tree.map(lambda p: p.astype(dtype), qs.lm_init(jax.random.key(3 + seed), len(chars)))
-    params, nbytes = train(params, opt, stochastic, seed, loss, jnp.asarray(batches))
+    params = jax.tree.map(lambda p: p.astype(dtype), qs.lm_init(jax.random.key(3 + seed), vocab))
+    params, nbytes = train(params, opt, stochastic, seed, loss, batches(seed))
     return float(held_out(params, test)), nbytes
 
-  return f"char-level MLP LM (577k parameters), AdamW lr {LM_LR}, {steps} steps", LM_LR, run
+  return f"char-level MLP LM (577k parameters), AdamW lr {LM_LR}, {batches(0).shape[0]} steps", LM_LR, run
 
 
 def main():

@@ -196,8 +196,9 @@ def lm_loss(params, windows):
   return -jnp.mean(jnp.take_along_axis(log_probs, windows[:, -1:], axis=1))
 
 
-def lm_task(quick):
-  """``(params, run, lr)``: ``run(opt, seed)`` trains the language model and returns its held-out loss."""
+def lm_data(quick):
+  """``(vocab, batches, test)``: the vocabulary size, ``batches(seed)`` (the training windows of one seed,
+  ``steps × batch × (CONTEXT + 1)``) and the held-out windows."""
   text = corpus()
   chars = sorted(set(text))
   lookup = np.zeros(128, np.int32)
@@ -208,15 +209,25 @@ def lm_task(quick):
   train_windows, test_windows = windows[:split - CONTEXT], windows[split:]
   steps, batch = (150, 64) if quick else (2000, 128)
   test = jnp.asarray(test_windows[np.random.default_rng(2).permutation(len(test_windows))[:8192]])
+
+  def batches(seed):
+    rng = np.random.default_rng(2 + seed)
+    return jnp.asarray(train_windows[rng.integers(0, len(train_windows), size=(steps, batch))])
+
+  return len(chars), batches, test
+
+
+def lm_task(quick):
+  """``(params, run, lr)``: ``run(opt, seed)`` trains the language model and returns its held-out loss."""
+  vocab, batches, test = lm_data(quick)
   train = make_train(lambda p, b: lm_loss(p, b))
   held_out = jax.jit(lm_loss)
 
   def run(opt, seed):
-    batches = train_windows[np.random.default_rng(2 + seed).integers(0, len(train_windows), size=(steps, batch))]
-    params = lm_init(jax.random.key(3 + seed), len(chars))
-    return float(held_out(train(opt, params, jnp.asarray(batches)), test))
+    params = lm_init(jax.random.key(3 + seed), vocab)
+    return float(held_out(train(opt, params, batches(seed)), test))
 
-  return lm_init(jax.random.key(3), len(chars)), run, 1e-3
+  return lm_init(jax.random.key(3), vocab), run, 1e-3
 
 
 def main(argv=None):
