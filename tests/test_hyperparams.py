@@ -5,6 +5,9 @@ vmapped population equals its members' separate runs, hypergradients match
 finite differences, and hyperparameters keep their own dtype.
 """
 
+import copy
+import pickle
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,3 +169,31 @@ def test_apply_updates_keeps_dtype_and_skips_none():
   new = gx.apply_updates(params, updates)
   assert new["a"].dtype == jnp.bfloat16 and float(new["a"][0]) == 1.5
   assert new["b"] is params["b"]
+
+
+def test_hyperparams_flatten_in_name_order_and_round_trip():
+  """The record is a pytree flattened in sorted name order (its static part formed once, at construction)."""
+  h = gx.Hyperparams({"b": 1.0, "a": 2.0}, inputs=["a"])
+  leaves, treedef = jax.tree.flatten(h)
+  assert leaves == [2.0, 1.0]
+  assert [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(h)[0]] == ["['a']", "['b']"]
+  back = jax.tree.unflatten(treedef, [3.0, 4.0])
+  assert dict(back) == {"a": 3.0, "b": 4.0} and back.inputs == {"a"}
+  back["a"] = 5.0  # an input: written (as an array)
+  assert float(back["a"]) == 5.0 and jax.tree.structure(back) == treedef
+  with pytest.raises(TypeError, match="records the value used"):
+    back["b"] = 1.0
+  assert pickle.loads(pickle.dumps(back)).inputs == {"a"}
+
+
+def test_optimizer_comparison_key_is_kept_and_not_copied():
+  """An optimizer's hash and equality (jit hashes one held as a static field at every call) are formed
+  once; a copy or unpickled optimizer forms its own, so arrays keep comparing by identity."""
+  a = gx.adam(1e-3)
+  assert a == gx.adam(1e-3) and hash(a) == hash(gx.adam(1e-3)) and a != gx.adam(2e-3)
+  assert copy.deepcopy(a) == a and pickle.loads(pickle.dumps(a)) == a
+  x = jnp.ones(())
+  b = gx.adam(x)
+  assert b == gx.adam(x) and b != gx.adam(jnp.ones(()))
+  assert copy.deepcopy(b) != b  # a new array
+  assert copy.copy(b) == b  # the same array

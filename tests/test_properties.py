@@ -199,6 +199,20 @@ def test_global_norm_does_not_overflow_for_finite_float32(values, split):
     assert np.isclose(got, float(jax.jit(global_norm)(tree)), rtol=1e-6, atol=0)  # XLA may fuse differently
 
 
+@pytest.mark.parametrize("scale", [1e18, 1e-20], ids=["overflow", "underflow"])
+def test_global_norm_fallback_over_runs_of_small_leaves(scale):
+  """The fallback sums small leaves in concatenated runs (at most 2^20 elements each) and a leaf of at least
+  2^16 elements alone: 700 leaves of 40x40 (two runs) and one of 70,000, whose squares overflow (1e18) or
+  flush to zero (1e-20) in float32."""
+  rng = np.random.default_rng(0)
+  leaves = [rng.standard_normal((40, 40)).astype(np.float32) for _ in range(700)]
+  leaves.append(rng.standard_normal(70_000).astype(np.float32))
+  leaves = [x * np.float32(scale) for x in leaves]
+  want = np.sqrt(sum(np.sum(x.astype(np.float64) ** 2) for x in leaves))
+  got = float(jax.jit(global_norm)([jnp.asarray(x) for x in leaves]))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 @_profile(fast=30, long=500)
 @given(big=st.floats(_F32_1E20, _F32_BIG, width=32), small=st.floats(-1.0, 1.0, width=32), max_norm=st.floats(0.1, 10.0))
 def test_clip_by_global_norm_of_large_finite_gradient(big, small, max_norm):

@@ -33,7 +33,7 @@ import numpy as np
 from gradxform._core.base import GradientTransformation
 from gradxform._core.module import InState
 from gradxform._core.ranges import check_hyperparameter
-from gradxform._core.tree import check_floating, increment
+from gradxform._core.tree import check_floating, increment, scalar
 
 __all__ = ["Hyperparams", "Transform", "check_hyperparameter"]
 
@@ -80,12 +80,15 @@ class Hyperparams(dict):
   follow a schedule. A pytree (the names and ``inputs`` are static).
   """
 
-  __slots__ = ("inputs", "scheduled")
+  # ``_aux`` is the pytree's static part, (sorted names, inputs, scheduled), formed once: the entries are
+  # fixed after construction and kept in sorted order, so flattening (at every jitted call) is one list.
+  __slots__ = ("inputs", "scheduled", "_aux")
 
   def __init__(self, values: Any = (), inputs: Any = (), scheduled: Any = ()) -> None:
-    super().__init__(values)
+    super().__init__(sorted(dict(values).items()))
     self.inputs = frozenset(inputs)
     self.scheduled = frozenset(scheduled)
+    self._aux = (tuple(self), self.inputs, self.scheduled)
 
   def _refuse(self, name: Any) -> Exception:
     if name not in self:
@@ -140,22 +143,19 @@ class Hyperparams(dict):
 
 
 def _flatten_hyperparams(h: Hyperparams):
-  keys = tuple(sorted(h))
-  return ([(jax.tree_util.DictKey(k), dict.__getitem__(h, k)) for k in keys],
-          (keys, h.inputs, h.scheduled))
+  return [(jax.tree_util.DictKey(k), v) for k, v in dict.items(h)], h._aux
 
 
 def _unflatten_hyperparams(aux, children) -> Hyperparams:
-  keys, inputs, scheduled = aux
   h = Hyperparams.__new__(Hyperparams)
-  dict.update(h, zip(keys, children))
-  h.inputs, h.scheduled = inputs, scheduled
+  dict.update(h, zip(aux[0], children))
+  h.inputs, h.scheduled, h._aux = aux[1], aux[2], aux
   return h
 
 
 jax.tree_util.register_pytree_with_keys(
     Hyperparams, _flatten_hyperparams, _unflatten_hyperparams,
-    lambda h: ([v for _, v in _flatten_hyperparams(h)[0]], _flatten_hyperparams(h)[1]))
+    lambda h: (dict.values(h), h._aux))
 
 
 class Transform(GradientTransformation):
@@ -227,7 +227,7 @@ class Transform(GradientTransformation):
           raise TypeError(
               f"{self.transform_name()}: the schedule given as {public.get(name, name)} returned "
               f"{type(value).__name__} {value!r}; a schedule must return a number or a scalar array.")
-      array = jnp.asarray(value, _hyper_dtype(value))
+      array = scalar(value, _hyper_dtype(value))
       if array.ndim != 0:
         raise ValueError(
             f"{self.transform_name()}: hyperparameter {public.get(name, name)} has shape "

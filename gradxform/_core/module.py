@@ -59,6 +59,9 @@ class InState:
     return f"InState({self.initial!r}, {self.dtype})"
 
 
+_TRACEABLE = (float, int, type(None))  # the common children, decided without the checks below
+
+
 def _is_static_value(value: Any) -> bool:
   """Values that cannot be traced stay in the tree definition.
 
@@ -66,35 +69,45 @@ def _is_static_value(value: Any) -> bool:
   with ``jax.tree.map`` (``vmap``'s ``in_axes``, sharding specs) keep the
   optimizer's structure.
   """
-  if value is None or isinstance(value, Module):
+  if type(value) in _TRACEABLE or isinstance(value, Module):
     return False
   return isinstance(value, (str, bool, InState)) or callable(value)
 
 
-def _flatten_with_keys(obj):
-  children, static = [], []
-  for field in dataclasses.fields(obj):
-    value = getattr(obj, field.name)
-    if field.metadata.get("static") or _is_static_value(value):
-      static.append((field.name, value))
+# Flattening runs at every jitted call that takes an optimizer as an argument (and at every hash of one
+# held as a static field), so it reads each class's field names and static flags from ``_gx_fields``,
+# formed once per class, and the instance's ``__dict__`` directly.
+
+
+def _split(obj):
+  names, children, static = [], [], []
+  values = obj.__dict__
+  for name, fixed in obj._gx_fields:
+    value = values[name]
+    if fixed or _is_static_value(value):
+      static.append((name, value))
     else:
-      children.append((jax.tree_util.GetAttrKey(field.name), value))
-  names = tuple(key.name for key, _ in children)
-  return children, (names, tuple(static))
+      names.append(name)
+      children.append(value)
+  return names, children, (tuple(names), tuple(static))
+
+
+def _flatten_with_keys(obj):
+  names, children, aux = _split(obj)
+  return [(jax.tree_util.GetAttrKey(name), value) for name, value in zip(names, children)], aux
 
 
 def _flatten(obj):
-  children, aux = _flatten_with_keys(obj)
-  return [value for _, value in children], aux
+  _, children, aux = _split(obj)
+  return children, aux
 
 
 def _unflatten(cls, aux, children):
   names, static = aux
   obj = object.__new__(cls)
-  for name, value in zip(names, children):
-    object.__setattr__(obj, name, value)
-  for name, value in static:
-    object.__setattr__(obj, name, value)
+  values = obj.__dict__
+  values.update(zip(names, children))
+  values.update(static)
   return obj
 
 
@@ -117,6 +130,7 @@ class Module:
   def __init_subclass__(cls, **kwargs: Any) -> None:
     super().__init_subclass__(**kwargs)
     dataclasses.dataclass(frozen=True, eq=False)(cls)
+    cls._gx_fields = tuple((f.name, bool(f.metadata.get("static"))) for f in dataclasses.fields(cls))
     jax.tree_util.register_pytree_with_keys(
         cls,
         _flatten_with_keys,
@@ -125,13 +139,28 @@ class Module:
     )
 
   def _key(self) -> Any:
-    leaves, treedef = jax.tree_util.tree_flatten(self)
-    return treedef, tuple(_leaf_key(leaf) for leaf in leaves)
+    """``(key, hash)``, formed at the first comparison and kept: a module is frozen and holds its leaves.
+
+    (Flax's ``TrainState`` holds the optimizer as a static field, so ``jit`` hashes and compares it at
+    every call.)
+    """
+    cached = self.__dict__.get("_gx_key")
+    if cached is None:
+      leaves, treedef = jax.tree_util.tree_flatten(self)
+      key = (treedef, tuple(_leaf_key(leaf) for leaf in leaves))
+      cached = self.__dict__["_gx_key"] = (key, hash(key))
+    return cached
 
   def __eq__(self, other: Any) -> bool:
     if type(self) is not type(other):
       return NotImplemented
-    return self._key() == other._key()
+    return self is other or self._key() == other._key()
 
   def __hash__(self) -> int:
-    return hash(self._key())
+    return self._key()[1]
+
+  def __getstate__(self) -> dict:
+    """For pickle and copy: the fields, without the cached comparison key (a copy forms its own)."""
+    state = dict(self.__dict__)
+    state.pop("_gx_key", None)
+    return state

@@ -247,7 +247,7 @@ def leafwise(
 
   def cast_scalars(dtype):
     if dtype not in cast_cache:
-      cast = {k: jnp.asarray(v, dtype) for k, v in scalars.items()}
+      cast = {k: scalar(v, dtype) for k, v in scalars.items()}
       cast_cache[dtype] = {**cast, **derive(cast)} if derive is not None else cast
     return cast_cache[dtype]
 
@@ -287,6 +287,18 @@ def leafwise(
   )
 
 
+def scalar(value: Any, dtype: Any) -> jax.Array:
+  """``jnp.asarray(value, dtype)``, still a concrete array inside ``jit`` when ``value`` is not traced.
+
+  A hyperparameter held as a number stays known while tracing, so a rule can leave out the guards it
+  cannot need (:mod:`gradxform._core.guards`); a traced one (an optimizer passed to the step) stays traced.
+  """
+  if isinstance(value, jax.core.Tracer):
+    return jnp.asarray(value, dtype)
+  with jax.ensure_compile_time_eval():
+    return jnp.asarray(value, dtype)
+
+
 def sum_of(parts: Sequence[jax.Array], dtype: Any) -> jax.Array:
   """``Σ parts`` (one scalar per leaf) as one reduction of the stacked values; 0 in ``dtype`` for none.
 
@@ -294,6 +306,27 @@ def sum_of(parts: Sequence[jax.Array], dtype: Any) -> jax.Array:
   (O(N²) instructions to compile).
   """
   return jnp.sum(jnp.stack(parts)) if parts else jnp.zeros((), dtype)
+
+
+_SMALL, _RUN = 1 << 16, 1 << 20  # elements: a leaf below _SMALL joins a run of at most _RUN
+
+
+def _runs(leaves: Sequence[jax.Array]) -> list:
+  """The leaves as few arrays to reduce: leaves under ``_SMALL`` elements raveled and concatenated in runs of at
+  most ``_RUN`` elements (one loop each, a temporary of at most 4 MiB in float32); larger leaves and leaves
+  split over Explicit mesh axes as they are (never gathered)."""
+  alone, runs, run, size = [], [], [], 0
+  for x in leaves:
+    if x.size >= _SMALL or explicit_sharding(x) is not None:
+      alone.append(x)
+      continue
+    if size + x.size > _RUN:
+      runs.append(run)
+      run, size = [], 0
+    run.append(jnp.ravel(x))
+    size += x.size
+  runs.append(run)
+  return alone + [r[0] if len(r) == 1 else jnp.concatenate(r) for r in runs if r]
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -305,61 +338,22 @@ def global_norm(tree: Any) -> jax.Array:
   dtype = compute_dtype(wider(*(x.dtype for x in leaves)))
   leaves = [x.astype(dtype) for x in leaves]
   # Σ g² directly (as optax), unless it overflowed or squares may have underflowed: then, under lax.cond,
-  # each leaf is scaled by its own max|g_i| and the partial sums combined relative to the largest, so finite
-  # float32 gradients such as [1e30, 1, 0] do not overflow. A global scale inside the N reductions made XLA
-  # copy the N-leaf maximum into each of them (O(N²): 66 s to compile a clip on 400 leaves).
+  # again with every leaf scaled by a power of two (exact) that brings its squares into range, 2^-k after an
+  # overflow and 2^k for tiny gradients (k = maxexp / 2 + 16: 80 in float32), so finite float32 gradients
+  # such as [1e30, 1, 0] do not overflow. A scale computed from the leaves (their maximum) inside the N
+  # reductions made XLA copy that N-leaf computation into each (O(N²) to compile); and N more reduction
+  # loops in the fallback doubled the compile time of a clip on many leaves, so small leaves are summed
+  # there in concatenated runs (see _runs).
   total = sum_of([jnp.sum(jnp.square(x)) for x in leaves], dtype)
   info = jnp.finfo(dtype)
   plain = jnp.isfinite(total) & (total >= info.tiny / info.eps)
-
-  def over(x, m):
-    """``x / m`` for ``m > 0`` (else 0) as ``x · r · r`` with ``r = 1/√m``: XLA turns divisions into products
-    with reciprocals (and ``x / a / a`` into ``x / a²``), and ``1 / m`` of a huge ``m`` is subnormal (flushed
-    to zero), where ``1 / √m`` never is."""
-    positive = m > 0
-    r = lax.rsqrt(jnp.where(positive, m, 1))
-    return jnp.where(positive, x * r * r, 0)
+  k = info.maxexp // 2 + 16
 
   def rescaled():
-    peaks = [jnp.max(jnp.abs(x), initial=0.0) for x in leaves]
-    sums = jnp.stack([jnp.sum(jnp.square(over(x, m))) for x, m in zip(leaves, peaks)])
-    peaks = jnp.stack(peaks)
-    top = jnp.max(peaks)
-    norm = top * jnp.sqrt(jnp.sum(sums * jnp.square(over(peaks, top))))
-    return jnp.where(jnp.isfinite(top), norm, top)
+    scale = jnp.where(total > 1, np.ldexp(1.0, -k), np.ldexp(1.0, k)).astype(dtype)
+    return jnp.sqrt(sum_of([jnp.sum(jnp.square(x * scale)) for x in _runs(leaves)], dtype)) / scale
 
   return lax.cond(plain, lambda: jnp.sqrt(total), rescaled)
-
-
-def _filled(x: jax.Array, value: float) -> jax.Array:
-  """An array of ``value`` with ``x``'s shape, dtype and layout, in one primitive where ``x`` has no Explicit
-  sharding (``lax.full_like`` costs several times more to trace, which adds up over thousands of leaves)."""
-  if explicit_sharding(x) is not None:  # keep the operand's sharding: select refuses mixed layouts there
-    return lax.full_like(x, value)
-  return lax.broadcast_in_dim(np.asarray(value, x.dtype), np.shape(x), ())
-
-
-def decayed(decay: jax.Array, x: jax.Array, forget: Optional[jax.Array] = None) -> jax.Array:
-  """``decay · x``, exactly 0 where ``decay == 0`` (so a decay of 0 forgets an old state even if it is inf).
-
-  ``forget`` is ``decay == 0`` when the caller computed it once for many leaves (:func:`decay_scalars`).
-  """
-  decay, x = jnp.asarray(decay), jnp.asarray(x)
-  if decay.ndim != 0 or decay.dtype != x.dtype:
-    return jnp.where(decay == 0, jnp.zeros_like(x), decay * x)
-  # lax primitives with a scalar predicate: the same values as the jnp form, a third of its tracing cost
-  if forget is None:
-    forget = lax.eq(decay, np.zeros((), decay.dtype))
-  return lax.select(forget, _filled(x, 0), lax.mul(decay, x))
-
-
-def decay_scalars(name: str = "decay") -> Callable[[dict], dict]:
-  """A ``leafwise`` ``derive`` for an EMA with decay ``scalars[name]``: ``{name}_rest = 1 − β`` and
-  ``{name}_forget = (β == 0)``, each traced once per dtype instead of once per leaf."""
-  def derive(scalars):
-    decay = scalars[name]
-    return {f"{name}_rest": 1 - decay, f"{name}_forget": decay == 0}
-  return derive
 
 
 def explicit_sharding(x: Any) -> Optional[Any]:
@@ -402,17 +396,3 @@ def sharded_like(x: jax.Array, like: Any) -> jax.Array:
 def dot(a: jax.Array, b: jax.Array) -> jax.Array:
   """``Σ_i a_i b_i`` of two arrays laid out alike, as a scalar on every device (any mesh)."""
   return jnp.sum(a * b)
-
-
-def divide_or_zero(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-  """``n / d``, and 0 where ``d == 0`` (with a finite gradient there, unlike a plain ``where``).
-
-  Both arguments must have the same shape and dtype (no broadcasting): it is
-  written with ``lax`` primitives, which are cheaper to trace per leaf.
-  """
-  # _filled keeps the operand's sharding (a constant broadcast without it is replicated, and
-  # select refuses mixed shardings on a mesh with Explicit axes)
-  zero = lax.eq(denominator, np.zeros((), denominator.dtype))
-  fill = _filled(denominator, 0)
-  safe = lax.select(zero, _filled(denominator, 1), denominator)
-  return lax.select(zero, fill, lax.div(numerator, safe))

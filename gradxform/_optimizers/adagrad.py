@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -46,7 +47,7 @@ class _ScaleByAdagrad(Transform):
 
     def rule(g, total, eps, eps_root, stored, decay_factor=None):
       total, = stored(total + g * g)
-      u = _tree.divide_or_zero(g, jnp.sqrt(total + eps_root) + eps)
+      u = _guards.divide_or_zero(g, jnp.sqrt(total + eps_root) + eps, at_least=eps)
       return (u if decay_factor is None else decay_factor * u), total
 
     updates, total = _tree.leafwise("scale_by_adagrad", rule, updates, state.sum_of_squares, scalars=scalars,

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -46,7 +47,7 @@ class _ScaleByAdamax(Transform):
 
     def rule(g, inf_norm, num, b2, eps, stored):
       inf_norm, = stored(jnp.maximum(b2 * inf_norm, jnp.abs(g) + eps))
-      return _tree.divide_or_zero(num, inf_norm), inf_norm, num
+      return _guards.divide_or_zero(num, inf_norm), inf_norm, num
 
     updates, inf_norm, _ = _tree.leafwise("scale_by_adamax", rule, updates, state.inf_norm, numerator,
                                           scalars=hp, check_dtype=(self.nu_dtype is None, True),

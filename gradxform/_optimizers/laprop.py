@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -47,7 +48,7 @@ class _ScaleByLaprop(Transform):
 
     def rule(g, mu, nu, b1, b2, eps, correction1, correction2, stored):
       _, nu = stored(None, b2 * nu + (1 - b2) * g * g)  # v first: the momentum reads it as stored
-      normed = _tree.divide_or_zero(g, jnp.sqrt(nu / correction2) + eps)
+      normed = _guards.divide_or_zero(g, jnp.sqrt(nu / correction2) + eps, at_least=eps)
       mu, _ = stored(b1 * mu + (1 - b1) * normed, None)
       return mu / correction1, mu, nu
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import Transform, check_betas, check_hyperparameter, is_literal_zero, named
+from gradxform._core.hyperparams import Transform, check_hyperparameter, is_literal_zero, named
 from gradxform._core.module import static_field
 from gradxform._optimizers.adam import scale_by_adam
 from gradxform._optimizers.rmsprop import _ScaleByRms

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -61,7 +62,7 @@ class _ScaleByNadam(Transform):
     def rule(g, mu, nu, b1, b2, eps, grad_coef, mom_coef, correction, stored):
       mu, nu = stored(b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g * g)
       denom = jnp.sqrt(nu / correction) + eps
-      return _tree.divide_or_zero(grad_coef * g + mom_coef * mu, denom), mu, nu
+      return _guards.divide_or_zero(grad_coef * g + mom_coef * mu, denom, at_least=eps), mu, nu
 
     updates, mu, nu = _tree.leafwise("scale_by_nadam", rule, updates, state.mu, state.nu, scalars=scalars,
                                      check_dtype=(self.mu_dtype is None, self.nu_dtype is None), stored=True)

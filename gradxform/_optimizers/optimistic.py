@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -129,7 +130,7 @@ class _NesterovEma(Transform):
     t = step_number(state, hp, "decay")
 
     def rule(g, m, decay, c, c_next, stored):
-      m, = stored(_tree.decayed(decay, m) + (1 - decay) * g)
+      m, = stored(_guards.decayed(decay, m) + (1 - decay) * g)
       return decay * m / c_next + (1 - decay) * g / c, m
 
     scalars = {**hp, "c": 1 - hp["decay"] ** t, "c_next": 1 - hp["decay"] ** (t + 1)}

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -72,9 +73,9 @@ class _ScaleByRadam(Transform):
       mu, nu = stored(b1 * mu + (1 - b1) * g, b2 * nu + (1 - b2) * g * g)
       m_hat = (b1 * mu / correction1_next + (1 - b1) * g / correction1) if nesterov else mu / correction1
       if optax_rule:  # ε on the corrected √v̂ (and ε_root inside the root), as optax
-        adaptive = adaptive_coef * _tree.divide_or_zero(m_hat, jnp.sqrt(nu / correction2 + eps_root) + eps)
+        adaptive = adaptive_coef * _guards.divide_or_zero(m_hat, jnp.sqrt(nu / correction2 + eps_root) + eps, at_least=eps)
       else:
-        adaptive = adaptive_coef * _tree.divide_or_zero(m_hat, jnp.sqrt(nu) + eps)
+        adaptive = adaptive_coef * _guards.divide_or_zero(m_hat, jnp.sqrt(nu) + eps, at_least=eps)
       return adaptive + plain_coef * m_hat, mu, nu
 
     updates, mu, nu = _tree.leafwise("scale_by_radam", rule, updates, state.mu, state.nu, scalars=scalars,

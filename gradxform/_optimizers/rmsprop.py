@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation, identity
 from gradxform._core.chain import chain
@@ -76,24 +77,24 @@ class _ScaleByRms(Transform):
     correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])
 
     def rule(g, nu, nu_max, grad_avg, num, decay, decay_rest, decay_forget, eps, eps_root, correction, stored):
-      nu, = stored(_tree.decayed(decay, nu, decay_forget) + decay_rest * g * g)  # amsgrad's maximum: of stored values
+      nu, = stored(_guards.decayed(decay, nu, decay_forget) + decay_rest * g * g)  # amsgrad's maximum: of stored values
       if amsgrad:  # torch: max of the raw v, then debiased; optax (debias_before_max): max of v / c_t
         nu_max = jnp.maximum(nu_max, nu / correction if debias_before_max else nu)
       if centered:
-        grad_avg = _tree.decayed(decay, grad_avg, decay_forget) + decay_rest * g
+        grad_avg = _guards.decayed(decay, grad_avg, decay_forget) + decay_rest * g
       nu, nu_max, grad_avg = stored(nu, nu_max, grad_avg)
       v = nu_max if amsgrad and debias_before_max else (nu_max if amsgrad else nu) / correction
       if centered:
         mean_sq = jnp.square(grad_avg / correction)  # an overflowed (inf) v stays inf: never inf - inf
         v = jnp.where(jnp.isfinite(mean_sq), jnp.maximum(v - mean_sq, 0), v)
-      u = _tree.divide_or_zero(num, jnp.sqrt(v + eps_root) + eps)
+      u = _guards.divide_or_zero(num, jnp.sqrt(v + eps_root) + eps, at_least=eps)
       return u, nu, nu_max, grad_avg, num
 
     same = self.dtype is None
     updates, nu, nu_max, grad_avg, _ = _tree.leafwise(
         self.name, rule, updates, state.nu, state.nu_max, state.grad_avg, numerator,
         scalars={"decay": hp["decay"], "eps": hp["eps"], "eps_root": hp["eps_root"], "correction": correction},
-        check_dtype=(same, same, same, True), stored=True, derive=_tree.decay_scalars())
+        check_dtype=(same, same, same, True), stored=True, derive=_guards.decay_scalars())
     return updates, {"nu": nu, "grad_avg": grad_avg, "nu_max": nu_max, "numerator": numerator_state}
 
 

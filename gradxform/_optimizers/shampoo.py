@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -154,7 +155,7 @@ class _ScaleByShampoo(Transform):
       for a, r in enumerate(rs):
         gb = kr.multiply(gb, r.astype(graft.dtype), lay, a, transpose=False)
       graft_b = kr.to_blocks(graft, lay)
-      scale = _tree.divide_or_zero(*jnp.broadcast_arrays(kr.block_norms(graft_b, lay), kr.block_norms(gb, lay)))
+      scale = _guards.divide_or_zero(*jnp.broadcast_arrays(kr.block_norms(graft_b, lay), kr.block_norms(gb, lay)))
       grafted = kr.from_blocks(gb * scale, lay)
       outs.append(jnp.where(preconditioning, grafted, graft).astype(g.dtype))
     unflatten = lambda leaves: jax.tree.unflatten(treedef, leaves)

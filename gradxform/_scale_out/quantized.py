@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._optimizers.rmsprop import _check_rms
 from gradxform._core.base import GradientTransformation
@@ -95,7 +96,7 @@ class _ScaleByAdam8bit(Transform):
       g32 = g.astype(jnp.float32)
       m = b1 * m + (1 - b1) * g32
       v = b2 * v + (1 - b2) * g32 * g32
-      u = _tree.divide_or_zero(m / c1, jnp.sqrt(v / c2) + eps)
+      u = _guards.divide_or_zero(m / c1, jnp.sqrt(v / c2) + eps, at_least=eps)
       out_u.append(u.astype(g.dtype))
       out_mu.append(self._encode(m, True))
       out_nu.append(self._encode(v, False))

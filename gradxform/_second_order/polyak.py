@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.chain import chain
@@ -54,7 +55,7 @@ class _ScaleByPolyak(Transform):
     gap = jnp.asarray(value).astype(dtype) - hp["f_min"].astype(dtype)
     if self.variant == "sps+":
       gap = jnp.maximum(gap, 0)
-    step = _tree.divide_or_zero(gap, vdot(updates, updates, dtype) + hp["eps"].astype(dtype))
+    step = _guards.divide_or_zero(gap, vdot(updates, updates, dtype) + hp["eps"].astype(dtype))
     step = jnp.minimum(step, hp["max_learning_rate"].astype(dtype))
     updates, = _tree.leafwise(name, lambda g, step: (step * g,), updates, scalars={"step": step})
     return updates, {"step_size": step.astype(state.step_size.dtype)}

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter, is_literal_zero, step_number
@@ -47,13 +48,13 @@ class _Trace(Transform):
       scalars["grad_coef"] = jnp.where(state.count == 0, 1.0, 1 - hp["dampening"]).astype(hp["dampening"].dtype)
 
     def rule(g, buf, decay, decay_rest, decay_forget, stored, grad_coef=None):
-      exact = _tree.decayed(decay, buf, decay_forget) + (g if grad_coef is None else grad_coef * g)
+      exact = _guards.decayed(decay, buf, decay_forget) + (g if grad_coef is None else grad_coef * g)
       buf, = stored(exact)
       used = exact if self.unrounded_update else buf
       return (g + decay * used if nesterov else used), buf
 
     updates, buf = _tree.leafwise("trace", rule, updates, state.trace, scalars=scalars,
-                                  check_dtype=(self.dtype is None,), stored=True, derive=_tree.decay_scalars())
+                                  check_dtype=(self.dtype is None,), stored=True, derive=_guards.decay_scalars())
     return updates, {"trace": buf}
 
 
@@ -128,7 +129,7 @@ class _Ema(Transform):
     debias, nesterov = self.debias, self.nesterov
 
     def rule(g, m, decay, decay_rest, decay_forget, correction, next_correction, stored):
-      m, = stored(_tree.decayed(decay, m, decay_forget) + decay_rest * g)
+      m, = stored(_guards.decayed(decay, m, decay_forget) + decay_rest * g)
       if nesterov:  # optax's nesterov Adam: β m_t / (1 - β^{t+1}) + (1 - β) g_t / (1 - β^t)
         return (decay * m / next_correction + (1 - decay) * g / correction if debias
                 else decay * m + (1 - decay) * g), m
@@ -141,7 +142,7 @@ class _Ema(Transform):
       rule = functools.partial(rule, next_correction=None)
     updates, m = _tree.leafwise(
         self.name, rule, updates, state.ema,
-        scalars=scalars, check_dtype=(self.dtype is None,), stored=True, derive=_tree.decay_scalars())
+        scalars=scalars, check_dtype=(self.dtype is None,), stored=True, derive=_guards.decay_scalars())
     return updates, {"ema": m}
 
 

@@ -86,13 +86,17 @@ class _ClipByGlobalNorm(Transform):
     max_norm = hp["max_norm"].astype(norm.dtype)
     denominator = norm + 1e-6
     clip = max_norm < denominator  # the factor min(1, c / (‖g‖ + 1e-6)) is below 1
-    # g / √d / √d · c with d = ‖g‖ + 1e-6, not g · (c / d): for a huge finite norm c / d (or 1 / d) is
-    # subnormal, which XLA flushes to zero; 1 / √d never is
+    # g · (c / d) with d = ‖g‖ + 1e-6, as torch; but for a huge finite norm c / d is subnormal, which XLA
+    # flushes to zero: then g · (1 / √d) · (c / √d), whose factors never are. Two scalar factors, so each
+    # leaf costs two multiplications (the second by 1 unless that happened: exact).
+    coef = max_norm / denominator
+    flushed = (coef < jnp.finfo(coef.dtype).tiny) & (max_norm > 0)
     root = jnp.sqrt(denominator)
-    rule = lambda g, max_norm, root, clip: (jnp.where(clip, g / root / root * max_norm, g),)
-    updates, = _tree.leafwise("clip_by_global_norm", rule, updates,
-                              scalars={"max_norm": max_norm, "root": root, "clip": clip})
-    clipped_norm = jnp.where(clip, norm / root / root * max_norm, norm)
+    first = jnp.where(clip, jnp.where(flushed, 1 / root, coef), 1)
+    second = jnp.where(clip & flushed, max_norm / root, 1)
+    rule = lambda g, first, second: (g * first * second,)
+    updates, = _tree.leafwise("clip_by_global_norm", rule, updates, scalars={"first": first, "second": second})
+    clipped_norm = norm * first * second
     return updates, {"norm": norm.astype(jnp.float32), "clipped_norm": clipped_norm.astype(jnp.float32),
                      "clipped_steps": state.clipped_steps + clip.astype(jnp.int32)}
 

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import jax.numpy as jnp
 
 import gradxform as gx
+from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation
 from gradxform._core.hyperparams import Transform, check_hyperparameter
@@ -170,7 +171,7 @@ class _ClipByGlobalNorm(Transform):
     _tree.check_floating("clip_by_global_norm", updates, "update")
     norm = _tree.global_norm(updates)
     max_norm = hp["max_norm"].astype(norm.dtype)
-    factor = jnp.where(norm < max_norm, jnp.ones_like(norm), _tree.divide_or_zero(max_norm, norm))
+    factor = jnp.where(norm < max_norm, jnp.ones_like(norm), _guards.divide_or_zero(max_norm, norm))
     updates, = _tree.leafwise("clip_by_global_norm", lambda g, factor: (g * factor,), updates,
                               scalars={"factor": factor})
     return updates, {}
