@@ -3,10 +3,11 @@
 Each guard costs a select per element, traced once per leaf. When the value it
 guards against is known while tracing (a hyperparameter held as a Python number
 or a constant array, as in an optimizer closed over by the jitted step) and
-cannot occur, the guard is left out: the jaxpr is then what optax traces (Adam:
-15 equations per leaf instead of 24), which matters for trace and compile time
-on trees of thousands of leaves. A hyperparameter passed into the step as a
-traced value keeps every guard.
+cannot occur, the guard is left out: the jaxpr is then the size of optax's
+(``gx.adam``'s update: 14 equations per leaf instead of 26 with the guards;
+its step with ``apply_updates`` 19 against optax's 20), which matters for trace
+and compile time on trees of thousands of leaves. A hyperparameter passed into
+the step as a traced value keeps every guard.
 """
 
 from __future__ import annotations
