@@ -99,3 +99,13 @@ def test_bf16_training_benchmark_quick():
   assert abs(loss["(c+) (c), sr state"] - loss["(a) float32 master"]) < 0.01 * loss["(a) float32 master"], out
   assert share["(c) bf16 stochastic"] == "50%" and share["(d) bf16 Kahan"] == "67%", out
   assert share["(c+) (c), sr state"] == "50%", out
+
+
+def test_real_programs_benchmark_quick():
+  pytest.importorskip("optax")
+  stdout, output = run_quick("real_programs.py")
+  assert "=== MLP" in stdout, output
+  rows = [line for line in stdout.splitlines() if re.match(r"^(jax\.jit|flax|equinox)", line)]
+  assert any(line.startswith("jax.jit, gx ") for line in rows), output
+  assert all(re.search(r"\d+\.\d+x\s+\d+\.\d+x$", line) for line in rows), output
+  assert "Traceback" not in output, output
