@@ -18,7 +18,8 @@ from gradxform._core.base import identity as identity
 from gradxform._core.base import stateless as stateless
 from gradxform._core.chain import chain as chain
 from gradxform._core.diagnostics import diagnostics as diagnostics
-from gradxform._core.hyperparams import Hyperparams as Hyperparams
+from gradxform._core.records import Hyperparams as Hyperparams
+from gradxform._core.records import NoHyperparams as NoHyperparams
 from gradxform._core.inject import inject as inject
 from gradxform._core.inject import set_hyperparams as set_hyperparams
 from gradxform._core.inspect import hyperparams as hyperparams

@@ -96,7 +96,12 @@ def test_population_state_records_each_members_hyperparameters():
   lrs = jnp.array([0.1, 0.2, 0.3])
   params = cast(initial_params(), jnp.float32)
   _, state = jax.vmap(lambda lr: _train(gx.sgd(lr, momentum=0.9), params, steps=2))(lrs)
-  np.testing.assert_allclose(state[-1].hyperparams["learning_rate"], lrs)
+  assert len(state[-1].hyperparams) == 0  # constants (each member's optimizer holds its own)
+  np.testing.assert_array_equal(state[0].count, [2, 2, 2])
+  # a schedule per member: each member's state records its own value at the last update
+  make = lambda lr: gx.sgd(gx.schedules.linear(lr, 0.0, 4), momentum=0.9)
+  _, state = jax.vmap(lambda lr: _train(make(lr), params, steps=2))(lrs)
+  np.testing.assert_allclose(state[-1].hyperparams["learning_rate"], lrs * 0.75, rtol=1e-6)  # s(1)
   np.testing.assert_array_equal(state[-1].count, [2, 2, 2])
 
 
@@ -131,8 +136,9 @@ def test_hyperparameters_keep_their_dtype_with_bfloat16_params():
   params = cast(initial_params(), jnp.bfloat16)
   opt = gx.adam(1e-3, b2=0.999)
   state = opt.init(params)
-  assert state[0].hyperparams["decay"].dtype == jnp.float32
-  assert float(state[0].hyperparams["decay"]) == np.float32(0.999)  # not rounded to 1.0
+  injected = gx.inject(opt).init(params)
+  assert injected[0].hyperparams["decay"].dtype == jnp.float32
+  assert float(injected[0].hyperparams["decay"]) == np.float32(0.999)  # not rounded to 1.0
   for grads in gradient_stream(steps=5):
     updates, state = opt.update(cast(grads, jnp.bfloat16), state, params)
     params = gx.apply_updates(params, updates)
@@ -141,16 +147,20 @@ def test_hyperparameters_keep_their_dtype_with_bfloat16_params():
   assert float(jnp.max(state[0].nu["w"].astype(jnp.float32))) < 100 * 0.01
 
 
-def test_state_records_current_hyperparameters():
+def test_state_records_scheduled_hyperparameters_and_no_constants():
   params = cast(initial_params(), jnp.float32)
-  opt = gx.chain(gx.clip_by_global_norm(2.0), gx.adamw(3e-4, weight_decay=0.1))
+  decay = gx.schedules.exponential_decay(0.1, 1, 0.5)
+  opt = gx.chain(gx.clip_by_global_norm(2.0), gx.adamw(3e-4, weight_decay=decay))
   state = opt.init(params)
-  _, state = opt.update(cast(gradient_stream()[0], jnp.float32), state, params)
-  assert float(state[0].hyperparams["max_norm"]) == 2.0
+  for _ in range(3):
+    _, state = opt.update(cast(gradient_stream()[0], jnp.float32), state, params)
+  assert len(state[0].hyperparams) == 0 and int(state[0].count) == 3  # the clip counts for its diagnostics
   inner = state[1]
-  np.testing.assert_allclose(inner[2].hyperparams["learning_rate"], 3e-4)
-  np.testing.assert_allclose(inner[1].hyperparams["weight_decay"], 0.1)
-  assert int(inner[0].count) == 1
+  assert len(inner[2].hyperparams) == 0 and inner[2].count is None  # a constant learning rate: nothing
+  np.testing.assert_allclose(inner[1].hyperparams["weight_decay"], 0.025)  # decay(2): the last update's
+  assert int(inner[1].count) == 3 and int(inner[0].count) == 3 and inner[0].numerator.count is None
+  assert len(jax.tree.leaves(gx.adamw(3e-4, weight_decay=0.1).init(params))) == 1 + 2 * len(
+      jax.tree.leaves(params))  # one count, m and v: as optax.adamw
 
 
 def test_abstract_init_with_eval_shape():
@@ -181,7 +191,7 @@ def test_hyperparams_flatten_in_name_order_and_round_trip():
   assert dict(back) == {"a": 3.0, "b": 4.0} and back.inputs == {"a"}
   back["a"] = 5.0  # an input: written (as an array)
   assert float(back["a"]) == 5.0 and jax.tree.structure(back) == treedef
-  with pytest.raises(TypeError, match="records the value used"):
+  with pytest.raises(TypeError, match="is a record, not an input"):
     back["b"] = 1.0
   assert pickle.loads(pickle.dumps(back)).inputs == {"a"}
 

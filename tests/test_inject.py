@@ -55,7 +55,12 @@ def test_injected_catalogue_entry_is_static_and_gives_the_same_numbers(case):
   params = _params32()
   expected, expected_state = _run(opt, params)
   got, got_state = _run(injected, params)
-  assert _leaf_layout(got_state) == _leaf_layout(expected_state)  # same state layout and dtypes
+  # same state layout and dtypes, but for the inputs: the plain state records no constant
+  records = lambda layout: [(p, t) for p, t in layout if ".hyperparams[" in p]
+  others = lambda layout: [(p, t) for p, t in layout if ".hyperparams[" not in p]
+  assert others(_leaf_layout(got_state)) == others(_leaf_layout(expected_state))
+  assert len(records(_leaf_layout(got_state))) == len(gx.hyperparams(got_state))
+  assert set(gx.hyperparams(expected_state)) <= set(gx.hyperparams(got_state))
   for g, e in zip(got, expected):
     jax.tree.map(np.testing.assert_array_equal, g, e)
 
@@ -144,18 +149,43 @@ def test_array_and_float64_values_keep_their_width():
   assert float(hp["0/decay"]) == float(jnp.asarray(0.9, jnp.bfloat16))
 
 
-def test_writing_a_recorded_hyperparameter_raises():
+def test_a_constant_is_not_in_the_state_and_writing_it_raises():
   params = {"w": jnp.ones(3)}
   state = gx.adam(1e-3).init(params)
-  with pytest.raises(TypeError, match=r"learning_rate.*gx\.inject"):
+  assert gx.hyperparams(state) == {} and len(state[1].hyperparams) == 0
+  assert state[1].count is None and state[0].numerator.count is None  # shared with scale_by_rms's count
+  assert len(jax.tree.leaves(state)) == 3  # count, mu, nu: as optax's ScaleByAdamState
+  with pytest.raises(KeyError, match=r"learning_rate.*held by the optimizer.*gx\.inject"):
+    state[1].hyperparams["learning_rate"]
+  with pytest.raises(KeyError, match=r"learning_rate.*gx\.inject"):
     state[1].hyperparams["learning_rate"] = 0.0  # optax's inject_hyperparams idiom, on a plain state
-  with pytest.raises(TypeError, match=r"learning_rate.*gx\.inject"):
+  with pytest.raises(KeyError, match=r"learning_rate.*gx\.inject"):
+    gx.set_hyperparams(state, learning_rate=0.0)
+  with pytest.raises(KeyError, match=r"1/hyperparams.*learning_rate.*gx\.inject"):
+    gx.tree_set(state, "1/hyperparams/learning_rate", jnp.zeros([], jnp.float32))
+  assert state[1].hyperparams.get("learning_rate", "absent") == "absent"
+  assert list(state[1].hyperparams.items()) == [] and "learning_rate" not in state[1].hyperparams
+
+
+def test_writing_a_scheduled_hyperparameter_raises():
+  params = {"w": jnp.ones(3)}
+  opt = gx.chain(gx.clip_by_global_norm(2.0), gx.adam(gx.schedules.linear(1e-3, 0.0, 10), b1=0.8))
+  state = opt.init(params)
+  _, state = opt.update({"w": jnp.ones(3)}, state, params)
+  assert gx.hyperparams(state) == {"1/1/learning_rate": pytest.approx(1e-3)}  # schedule(0)
+  _, state = opt.update({"w": jnp.ones(3)}, state, params)
+  assert float(gx.hyperparams(state)["1/1/learning_rate"]) == pytest.approx(0.9e-3)  # schedule(1)
+  assert int(state[1][1].count) == 2 and int(state[0].count) == 2  # the clip counts for its diagnostics
+  with pytest.raises(TypeError, match=r"learning_rate.*schedule.*gx\.inject"):
+    state[1][1].hyperparams["learning_rate"] = 0.0
+  with pytest.raises(TypeError, match=r"learning_rate.*schedule"):
     gx.set_hyperparams(state, learning_rate=0.0)
   with pytest.raises(TypeError, match="learning_rate"):
-    gx.tree_set(state, "1/hyperparams/learning_rate", jnp.zeros([], jnp.float32))
+    gx.tree_set(state, "1/1/hyperparams/learning_rate", jnp.zeros([], jnp.float32))
   with pytest.raises(TypeError, match="added or removed"):
-    del state[1].hyperparams["learning_rate"]
-  assert float(state[1].hyperparams["learning_rate"]) == np.float32(1e-3)
+    del state[1][1].hyperparams["learning_rate"]
+  with pytest.raises(KeyError, match=r"'max_norm'.*held by the optimizer"):  # a constant beside
+    state[0].hyperparams["max_norm"]
 
 
 def test_writing_an_injected_hyperparameter_takes_effect():

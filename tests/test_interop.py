@@ -410,8 +410,8 @@ def test_learning_rate_change_does_not_recompile():
     for _ in range(STEPS):
       params, state = step(opt, params, state)
     results[lr] = params
-    # The state records the learning rate that was used.
-    np.testing.assert_allclose(state[1].hyperparams["learning_rate"], lr, rtol=1e-7)
+    # The optimizer (an argument) holds the learning rate; the state carries no buffer for it.
+    assert len(state[1].hyperparams) == 0 and jax.tree.structure(state) == jax.tree.structure(opt.init(params0))
   assert len(traces) == 1, "changing a Python-float learning rate recompiled the step"
 
   assert_trees_differ(results[1e-2], results[3e-2])

@@ -241,7 +241,8 @@ def test_state_shardings_finds_per_parameter_leaves():
     adam = shardings[1][0]
     for moment in (adam.nu, adam.numerator.ema):
       assert moment["w"] == NamedSharding(mesh, w_spec) and moment["b"] == NamedSharding(mesh, b_spec)
-    assert adam.count.spec == PartitionSpec() and shardings[0].hyperparams["max_norm"].spec == PartitionSpec()
+    assert adam.count.spec == PartitionSpec() and shardings[0].count.spec == PartitionSpec()
+    assert shardings[1][2].count is None and adam.numerator.count is None  # no counts kept for these
   abstract_params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=NamedSharding(mesh, PartitionSpec()))
                      for k, v in params.items()}  # no arrays needed: shapes and shardings suffice
   from_abstract = gx.state_shardings(opt, abstract_params, zero_axis="data")

@@ -562,6 +562,8 @@ def test_numbers_are_leaves_and_options_static():
   assert gx.accumulate(gx.sgd(0.1), 4) == gx.accumulate(gx.sgd(0.1), 4) != gx.accumulate(gx.sgd(0.1), 5)
   params = {"w": jnp.ones(2)}
   state = gx.lookahead(gx.adam(0.1), 4, 0.5).init(params)
+  assert len(state.hyperparams) == 0  # a constant: the optimizer holds it
+  state = gx.inject(gx.lookahead(gx.adam(0.1), 4, 0.5)).init(params)
   assert set(state.hyperparams) == {"slow_step_size"}
 
 

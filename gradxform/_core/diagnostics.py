@@ -34,8 +34,9 @@ def diagnostics(state: Any) -> dict[str, jax.Array]:
   * what each state that records diagnostics reports (its ``diagnostics()`` method): the gradient norm
     before and after ``clip_by_global_norm`` and the fraction of clipped updates; the gradient, update and
     parameter norms of :func:`gradxform.monitor`; the non-finite updates ``apply_if_finite`` skipped;
-  * under ``hyperparams/``, the value every hyperparameter had at the last update
-    (:func:`gradxform.hyperparams`), schedules included.
+  * under ``hyperparams/``, the hyperparameters the state holds (:func:`gradxform.hyperparams`): the
+    value each schedule gave at the last update, and the inputs of :func:`gradxform.inject`. Constants
+    are the optimizer's, not the state's: log them from there.
 
   Example: ``{"0/grad_norm": 3.1, "0/inner_state/0/grad_norm_before_clip": 3.1,
   "0/inner_state/0/clipped_fraction": 0.25, "hyperparams/0/inner_state/1/learning_rate": 1e-3, ...}``.

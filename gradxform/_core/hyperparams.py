@@ -7,11 +7,15 @@ numeric fields are hyperparameters. Each one may be a Python number, an array
 
 * ``count``: int32 scalar, the number of updates applied so far;
 * ``hyperparams``: a :class:`Hyperparams` mapping ``{name: value}``. For a
-  hyperparameter the transform holds (a number, an array, a schedule) it is the
-  value used at the last update (at ``count=0`` after init), for logging; it
-  cannot be written. For one moved into the state by :func:`gradxform.inject`
-  it is the *input* the next update reads (float32 or wider), written with
-  :func:`gradxform.set_hyperparams` or ``state.hyperparams[name] = value``.
+  hyperparameter moved into the state by :func:`gradxform.inject` it is the
+  *input* the next update reads (float32 or wider), written with
+  :func:`gradxform.set_hyperparams` or ``state.hyperparams[name] = value``. For
+  one that follows a schedule it is the value used at the last update (at
+  ``count=0`` after init), for logging; it cannot be written. A constant the
+  transform holds (a number or an array) is not in the state: it is the
+  optimizer's (``opt.learning_rate``), and recording it would add a buffer to
+  every jitted step's inputs and outputs (a third of a one-scalar Adam step's
+  time on CPU) for a value the caller already has.
 
 Schedules are evaluated at the count *before* the update (0 at the first
 update), as optax does and as torch's ``LambdaLR`` stepped after
@@ -28,14 +32,14 @@ from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradxform._core.base import GradientTransformation
 from gradxform._core.module import InState
 from gradxform._core.ranges import check_hyperparameter
+from gradxform._core.records import Hyperparams, NoHyperparams, _is_variable
 from gradxform._core.tree import check_floating, increment, scalar
 
-__all__ = ["Hyperparams", "Transform", "check_hyperparameter"]
+__all__ = ["Transform", "check_hyperparameter"]
 
 
 def _hyper_dtype(value: Any) -> jnp.dtype:
@@ -43,119 +47,6 @@ def _hyper_dtype(value: Any) -> jnp.dtype:
   if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
     return jnp.dtype(dtype)
   return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
-
-
-def _is_variable(value: Any) -> bool:
-  """A mutable box around an array (Flax NNX's ``Variable``, as ``nnx.Optimizer`` stores state)."""
-  return callable(getattr(value, "get_value", None)) and callable(getattr(value, "set_value", None))
-
-
-def as_input(where: str, value: Any, old: Any) -> jax.Array:
-  """``value`` as a new state input replacing ``old``: same shape, ``old``'s dtype (float32 or wider)."""
-  old = old.get_value() if _is_variable(old) else old
-  if isinstance(value, (bool, np.bool_)) or (
-      hasattr(value, "dtype") and not jnp.issubdtype(value.dtype, jnp.floating)
-      and not jnp.issubdtype(value.dtype, jnp.integer)):
-    raise TypeError(f"{where}: a hyperparameter must be a real number, got {value!r}.")
-  if callable(value):
-    raise TypeError(
-        f"{where}: a schedule cannot be written into a state (the state holds numbers). Build the "
-        "optimizer with the schedule instead, or write the schedule's value at each step.")
-  new = jnp.asarray(value)
-  if new.shape != jnp.shape(old):
-    raise ValueError(f"{where}: the new value has shape {new.shape}, but the state holds shape "
-                     f"{jnp.shape(old)} (a scalar, or one value per member of a population).")
-  return new.astype(jnp.result_type(old))
-
-
-class Hyperparams(dict):
-  """The ``hyperparams`` field of a transform's state: ``{name: value}``, a dict that guards writes.
-
-  ``inputs`` are the names whose value the next update *reads* from here (the
-  hyperparameters moved into the state by :func:`gradxform.inject`); writing one
-  (``h[name] = v``) stores ``v`` cast to the entry's dtype, so a jitted step
-  does not recompile. Every other entry is a record of the value used at the
-  last update (a constant or a schedule held by the transform): writing it
-  raises, since the next update would ignore it. ``scheduled`` names those that
-  follow a schedule. A pytree (the names and ``inputs`` are static).
-  """
-
-  # ``_aux`` is the pytree's static part, (sorted names, inputs, scheduled), formed once: the entries are
-  # fixed after construction and kept in sorted order, so flattening (at every jitted call) is one list.
-  __slots__ = ("inputs", "scheduled", "_aux")
-
-  def __init__(self, values: Any = (), inputs: Any = (), scheduled: Any = ()) -> None:
-    super().__init__(sorted(dict(values).items()))
-    self.inputs = frozenset(inputs)
-    self.scheduled = frozenset(scheduled)
-    self._aux = (tuple(self), self.inputs, self.scheduled)
-
-  def _refuse(self, name: Any) -> Exception:
-    if name not in self:
-      return KeyError(f"hyperparams: no hyperparameter {name!r} in this state; it has {sorted(self)}.")
-    if name in self.scheduled:
-      return TypeError(
-          f"hyperparams[{name!r}] follows a schedule held by the optimizer; the state only records "
-          "its last value, so writing it would be ignored. To set it by hand at each step, build the "
-          f"optimizer with a constant {name} under gx.inject(...) and write the schedule's value "
-          f"with gx.set_hyperparams(state, {name}=...).")
-    return TypeError(
-        f"hyperparams[{name!r}] records the value used at the last update; the optimizer holds "
-        "the value, so writing it here would be ignored. To change it between steps without "
-        f"recompiling, build the optimizer with gx.inject(...) (the state then holds {name} as an "
-        f"input) and write gx.set_hyperparams(state, {name}=...); or pass a new optimizer to the "
-        "jitted step as an argument.")
-
-  def __setitem__(self, name: Any, value: Any) -> None:
-    if name not in self.inputs:
-      raise self._refuse(name)
-    old = dict.__getitem__(self, name)
-    new = as_input(f"hyperparams[{name!r}]", value, old)
-    if _is_variable(old):
-      old.set_value(new)
-    else:
-      dict.__setitem__(self, name, new)
-
-  def update(self, *args: Any, **kwargs: Any) -> None:
-    for name, value in dict(*args, **kwargs).items():
-      self[name] = value
-
-  def _immutable(self, *args: Any, **kwargs: Any) -> None:
-    raise TypeError("hyperparams: entries cannot be added or removed (write an input with "
-                    "h[name] = value or gx.set_hyperparams).")
-
-  __delitem__ = pop = popitem = clear = setdefault = __ior__ = _immutable
-
-  def replaced(self, changes: Mapping[str, Any], where: str = "hyperparams") -> "Hyperparams":
-    """A copy with the inputs in ``changes`` replaced (cast to their dtype); raises for any other name."""
-    new = dict(self)
-    for name, value in changes.items():
-      if name not in self.inputs:
-        raise self._refuse(name)
-      new[name] = as_input(f"{where}[{name!r}]", value, self[name])
-    return Hyperparams(new, self.inputs, self.scheduled)
-
-  def copy(self) -> "Hyperparams":
-    return Hyperparams(self, self.inputs, self.scheduled)
-
-  def __reduce__(self):
-    return (Hyperparams, (dict(self), self.inputs, self.scheduled))
-
-
-def _flatten_hyperparams(h: Hyperparams):
-  return [(jax.tree_util.DictKey(k), v) for k, v in dict.items(h)], h._aux
-
-
-def _unflatten_hyperparams(aux, children) -> Hyperparams:
-  h = Hyperparams.__new__(Hyperparams)
-  dict.update(h, zip(aux[0], children))
-  h.inputs, h.scheduled, h._aux = aux[1], aux[2], aux
-  return h
-
-
-jax.tree_util.register_pytree_with_keys(
-    Hyperparams, _flatten_hyperparams, _unflatten_hyperparams,
-    lambda h: (dict.values(h), h._aux))
 
 
 class Transform(GradientTransformation):
@@ -171,6 +62,13 @@ class Transform(GradientTransformation):
   # Whether the transform accepts complex parameters: true for elementwise rules, which leafwise runs on
   # a complex leaf's real view (torch.optim's view_as_real convention); others refuse them at init.
   complex_ok = False
+  # Whether ``apply`` reads ``state.count``. A transform whose rule does not (a constant scaling, weight
+  # decay, a clip) keeps ``count = None`` unless one of its hyperparameters follows a schedule: an unused
+  # count is one more buffer in and out of every jitted step (as ``optax.scale`` keeps no count).
+  counts = True
+  # Hyperparameters the state records even when constant: a function reading only the state needs them
+  # (``schedule_free_eval_params`` reads ``b1``).
+  recorded = ()
 
   def transform_name(self) -> str:
     """The public name, for messages: ``_ScaleByAdam`` -> ``scale_by_adam`` (or the ``name`` field)."""
@@ -245,15 +143,25 @@ class Transform(GradientTransformation):
   def apply(self, updates, state, params, hp, **extra) -> tuple[Any, Mapping[str, Any]]:
     raise NotImplementedError
 
-  def _record(self, hp: Mapping[str, jax.Array]) -> Hyperparams:
-    inputs, scheduled = [], []
+  def _record(self, hp: Mapping[str, jax.Array]) -> "Hyperparams | NoHyperparams":
+    """The state's ``hyperparams``: the inputs (``InState``) and the values of schedules used by this update.
+
+    Constants are left out (named in ``held``): the optimizer has them, and each
+    entry is a buffer in and out of every jitted step.
+    """
+    inputs, scheduled, held = [], [], []
     for name in hp:
       value = getattr(self, name)
       if isinstance(value, InState):
         inputs.append(name)
       elif callable(value):
         scheduled.append(name)
-    return Hyperparams(hp, inputs, scheduled)
+      elif name not in self.recorded:
+        held.append(name)
+    kept = [name for name in hp if name not in held]
+    if not kept:
+      return NoHyperparams()
+    return Hyperparams({name: hp[name] for name in kept}, inputs, scheduled, held)
 
   def _with_initial_values(self) -> "Transform":
     """This transform with each ``InState`` field replaced by its initial value (for ``init_fields``)."""
@@ -270,9 +178,15 @@ class Transform(GradientTransformation):
     return set(self.State._fields) <= {"count", "hyperparams"} and not any(
         isinstance(getattr(self, name), InState) for name in self.hyperparameter_names())
 
+  def keeps_count(self) -> bool:
+    """Whether the state has a ``count``: the rule reads it (``counts``), or a hyperparameter is scheduled."""
+    return self.counts or any(
+        callable(value) and not isinstance(value, InState)
+        for value in (getattr(self, name) for name in self.hyperparameter_names()))
+
   def init(self, params):
     check_floating(self.transform_name(), params, "parameter", allow_complex=self.complex_ok)
-    count = jnp.zeros([], jnp.int32)
+    count = jnp.zeros([], jnp.int32) if self.keeps_count() else None
     return self.State(count=count, hyperparams=self._record(self.resolve(count)),
                       **self._with_initial_values().init_fields(params))
 
@@ -284,14 +198,44 @@ class Transform(GradientTransformation):
           f"{self.transform_name()}: expected a {self.State.__name__} as state, got "
           f"{type(state).__name__}. Pass the state returned by this transform's "
           "init() or update() (inside a chain, states are positional: one per stage).")
+    if state.count is None and self.keeps_count():
+      raise ValueError(
+          f"{self.transform_name()}: the state has no count (it was made by this transform with "
+          "constant hyperparameters), but this one follows a schedule, which is evaluated at the count. "
+          "Pass the state made by this optimizer's init().")
     hp = self.resolve(state.count, state.hyperparams)
     updates, fields = self.apply(updates, state, params, hp, **extra)
-    return updates, state._replace(count=increment(state.count), hyperparams=self._record(hp), **fields)
+    count = None if state.count is None else increment(state.count)
+    return updates, state._replace(count=count, hyperparams=self._record(hp), **fields)
+
+
+def _is_counted(state: Any) -> bool:
+  fields = getattr(state, "_fields", ())
+  return isinstance(state, tuple) and "count" in fields and "hyperparams" in fields
+
+
+def nested_state(state: Any) -> Any:
+  """A nested transform's state as its parent keeps it: without its own ``count`` (``None``).
+
+  A transform updated once per update of the transform holding it (Adam's first-moment ``ema``
+  inside ``scale_by_rms``) has the parent's count; keeping both would add a buffer to every step.
+  """
+  return state._replace(count=None) if _is_counted(state) else state
+
+
+def with_parent_count(state: Any, count: jax.Array) -> Any:
+  """A nested transform's state (see :func:`nested_state`) with the parent's ``count``, to update it."""
+  return state._replace(count=count) if _is_counted(state) else state
 
 
 def step_number(state: Any, hp: Mapping[str, jax.Array], like: str) -> jax.Array:
-  """``t = count + 1`` (the 1-based step of this update) in the dtype of ``hp[like]``."""
-  return (state.count + 1).astype(hp[like].dtype)
+  """``t = count + 1`` (the 1-based step of this update) in the dtype of ``hp[like]``.
+
+  Formed as the new count (:func:`~gradxform._core.tree.increment`, saturating at 2³¹ − 1), the same
+  expression as the state's next ``count``: XLA computes it once, and the old count's buffer (donated
+  to the next count) needs no copy to stay readable.
+  """
+  return increment(state.count).astype(hp[like].dtype)
 
 
 def named(optimizer: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:

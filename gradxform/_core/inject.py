@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradxform._core.base import GradientTransformation
-from gradxform._core.hyperparams import Hyperparams, Transform, _is_variable
+from gradxform._core.hyperparams import Transform
+from gradxform._core.records import Hyperparams, _is_variable
 from gradxform._core.module import InState, Module, _is_static_value
 
 __all__ = ["inject", "set_hyperparams"]
@@ -190,7 +191,10 @@ def set_hyperparams(tree: Any, values: Optional[Mapping[str, Any]] = None, /, **
           changes.setdefault(i, {})[name] = requests[request]
   missing = [request for request, count in matched.items() if not count]
   if missing:
-    raise KeyError(f"set_hyperparams: no hyperparameter {missing} in this state. It has: {available}.")
+    raise KeyError(
+        f"set_hyperparams: no hyperparameter {missing} in this state. It has: {available}. A constant "
+        "the optimizer holds is not in its state: to set hyperparameters between steps, build the "
+        "optimizer with gx.inject(opt).")
   new_leaves, in_place = [], True
   for i, (path, node) in enumerate(leaves):
     if i not in changes:

@@ -7,7 +7,7 @@ from typing import Any, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from gradxform._core.hyperparams import Hyperparams, _is_variable
+from gradxform._core.records import Hyperparams, NoHyperparams, _is_variable
 
 __all__ = ["hyperparams", "tree_get", "tree_set"]
 
@@ -21,6 +21,8 @@ def _keys(path: Path) -> tuple:
 
 
 def _child(node: Any, key: Any, where: str) -> Any:
+  if isinstance(node, NoHyperparams):
+    raise KeyError(f"at {where or '<root>'}: {node._refuse(key).args[0]}")
   if isinstance(node, dict):
     if key in node:
       return node[key]
@@ -107,13 +109,14 @@ def tree_set(tree: Any, path: Path, value: Any, *, check: bool = True) -> Any:
 
 
 def hyperparams(state: Any) -> dict[str, jax.Array]:
-  """The current value of every hyperparameter in a state, by path, for logging.
+  """The hyperparameters a state holds, by path, for logging: inputs and the values of schedules.
 
   Example: ``{"0/decay": 0.999, "0/numerator/decay": 0.9, "1/learning_rate": 1e-3}``
-  for ``gx.adam(1e-3)``. The values are those used at the last update (at
-  count 0 after init); scheduled hyperparameters show their current value.
-  For an injected optimizer (:func:`gradxform.inject`) they are the inputs the
-  next update reads; the paths are those :func:`gradxform.set_hyperparams` takes.
+  for ``gx.inject(gx.adam(1e-3))``: for an injected optimizer (:func:`gradxform.inject`)
+  they are the inputs the next update reads, under the paths
+  :func:`gradxform.set_hyperparams` takes. A scheduled hyperparameter shows the value
+  used at the last update (at count 0 after init). Constants are not in the state
+  (the optimizer holds them): ``gx.hyperparams(gx.adam(1e-3).init(params))`` is ``{}``.
 
   References:
     optax.tree_utils, https://optax.readthedocs.io/en/latest/api/utilities.html

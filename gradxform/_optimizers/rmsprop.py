@@ -12,7 +12,8 @@ from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation, identity
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import Transform, check_hyperparameter, is_literal_zero, named, step_number
+from gradxform._core.hyperparams import (Transform, check_hyperparameter, is_literal_zero, named, nested_state,
+                                         step_number, with_parent_count)
 from gradxform._core.module import static_field
 from gradxform._transforms.accumulators import trace
 from gradxform._transforms.options import check_dtype_option, check_flag, gradient_preamble
@@ -67,11 +68,13 @@ class _ScaleByRms(Transform):
         "nu": nu,
         "grad_avg": zeros() if self.centered else None,
         "nu_max": zeros() if self.amsgrad else None,
-        "numerator": self.numerator.init(params),
+        "numerator": nested_state(self.numerator.init(params)),  # its count is this state's
     }
 
   def apply(self, updates, state, params, hp, **extra):
-    numerator, numerator_state = self.numerator.update(updates, state.numerator, params, **extra)
+    numerator, numerator_state = self.numerator.update(
+        updates, with_parent_count(state.numerator, state.count), params, **extra)
+    numerator_state = nested_state(numerator_state)
     centered, amsgrad, debias_before_max = self.centered, self.amsgrad, self.debias_before_max
     t = step_number(state, hp, "decay")
     correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])

@@ -4,7 +4,7 @@ per leaf (``clip_by_block_rms``) and per unit relative to the weights (``adaptiv
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +18,12 @@ __all__ = ["adaptive_grad_clip", "clip", "clip_by_block_rms", "clip_by_global_no
 
 
 class ClipState(NamedTuple):
-  """State of the clipping transforms: only the count and the threshold."""
+  """State of the clipping transforms: only the count and the threshold.
 
-  count: jax.Array  # int32 scalar
+  Both are empty (``None``, :class:`~gradxform.NoHyperparams`) unless the threshold is scheduled or injected.
+  """
+
+  count: Optional[jax.Array]  # int32 scalar
   hyperparams: dict
 
 
@@ -28,6 +31,7 @@ class _Clip(Transform):
   complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   max_delta: Any
   State = ClipState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
     rule = lambda g, max_delta: (jnp.clip(g, -max_delta, max_delta),)
@@ -141,6 +145,7 @@ def _norm(x: jax.Array, axis: Any) -> jax.Array:
 class _ClipByBlockRms(Transform):
   threshold: Any
   State = ClipState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
 
@@ -176,7 +181,8 @@ def clip_by_block_rms(threshold: Any) -> GradientTransformation:
       array or schedule).
 
   Returns:
-    A transform with state :class:`ClipState` (``hyperparams['threshold']``).
+    A transform with state :class:`ClipState` (``hyperparams['threshold']``
+    where scheduled or injected).
 
   References:
     optax, ``clip_by_block_rms``,
@@ -202,6 +208,7 @@ class _AdaptiveGradClip(Transform):
   eps: Any
   unit_axes: Callable[[tuple], Any] = static_field(default=_unit_axes)  # shape -> the axes one unit's norm reduces
   State = ClipState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
     _tree.require_params(_AGC, params, "clip each unit's gradient relative to its parameters' norm")
@@ -266,7 +273,8 @@ def adaptive_grad_clip(clipping: Any, eps: Any = 1e-3) -> GradientTransformation
 
   Returns:
     A transform with state :class:`ClipState` (``hyperparams['clipping']`` and
-    ``hyperparams['eps']``). ``update`` requires ``params``.
+    ``hyperparams['eps']`` where scheduled or injected). ``update`` requires
+    ``params``.
 
   References:
     Brock, De, Smith & Simonyan, 2021, "High-Performance Large-Scale Image

@@ -17,9 +17,12 @@ _NAME = "add_decayed_weights"
 
 
 class AddDecayedWeightsState(NamedTuple):
-  """State of :func:`add_decayed_weights`: only the count and the decay."""
+  """State of :func:`add_decayed_weights`: only the count and the decay.
 
-  count: jax.Array  # int32 scalar
+  Both are empty (``None``, :class:`~gradxform.NoHyperparams`) unless the decay is scheduled or injected.
+  """
+
+  count: Optional[jax.Array]  # int32 scalar
   hyperparams: dict
 
 
@@ -27,6 +30,7 @@ class _AddDecayedWeights(Transform):
   complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   weight_decay: Any
   State = AddDecayedWeightsState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
     _tree.require_params(_NAME, params, "add weight decay")

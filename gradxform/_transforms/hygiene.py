@@ -172,8 +172,8 @@ def add_noise(eta: Any, gamma: Any, seed: int) -> GradientTransformation:
       created by ``init``; the same seed gives the same noise).
 
   Returns:
-    A transform with state :class:`AddNoiseState` (``count``,
-    ``hyperparams['eta']``, ``hyperparams['gamma']``, ``rng_key``).
+    A transform with state :class:`AddNoiseState` (``count``, ``hyperparams``:
+    ``eta`` and ``gamma`` where scheduled or injected, ``rng_key``).
 
   References:
     Neelakantan et al., 2015, "Adding Gradient Noise Improves Learning for Very

@@ -3,7 +3,7 @@ by the parameters' scale (``scale_by_param_block_rms``) and the relative step ca
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +18,13 @@ __all__ = ["scale", "scale_by_learning_rate", "scale_by_relative_step", "scale_b
 
 
 class ScaleState(NamedTuple):
-  """State of the scalings in this module: only the count and the hyperparameters."""
+  """State of the scalings in this module: only the count and the hyperparameters.
 
-  count: jax.Array  # int32 scalar
+  Both are empty (``None``, :class:`~gradxform.NoHyperparams`) unless a hyperparameter is scheduled or
+  injected: the scalings do not depend on the step.
+  """
+
+  count: Optional[jax.Array]  # int32 scalar
   hyperparams: dict
 
 
@@ -29,6 +33,7 @@ class _Scale(Transform):
   step_size: Any
   name: str = static_field(default="scale")
   State = ScaleState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
     updates, = _tree.leafwise(self.name, lambda g, step_size: (step_size * g,), updates,
@@ -43,8 +48,9 @@ def scale(step_size: Any) -> GradientTransformation:
     step_size: ``s`` (float, array, or a schedule ``count -> s``; any sign).
 
   Returns:
-    A transform with state :class:`ScaleState` (``hyperparams['step_size']``
-    holds the factor used at the last update).
+    A transform with state :class:`ScaleState`: ``count`` and, for a scheduled
+    ``s``, ``hyperparams['step_size']``, the factor used at the last update
+    (a constant keeps neither: ``count`` is ``None``).
 
   References:
     optax.scale, https://optax.readthedocs.io/en/latest/api/transformations.html
@@ -78,6 +84,7 @@ class _ScaleByLearningRate(Transform):
   complex_ok = True  # elementwise: runs on a complex leaf's real view, as torch.optim
   learning_rate: Any
   State = ScaleState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
     # -η is formed once per dtype (negation is exact, so these are the numbers of -η · g per leaf)
@@ -96,8 +103,9 @@ def scale_by_learning_rate(learning_rate: Any) -> GradientTransformation:
     learning_rate: ``η ≥ 0`` (float, array or schedule).
 
   Returns:
-    A transform with state :class:`ScaleState` (``hyperparams['learning_rate']``
-    is the learning rate used at the last update).
+    A transform with state :class:`ScaleState`: ``count`` and, for a scheduled
+    ``η``, ``hyperparams['learning_rate']``, the learning rate used at the last
+    update (a constant keeps neither: ``count`` is ``None``).
 
   References:
     Robbins & Monro, 1951, "A Stochastic Approximation Method", https://doi.org/10.1214/aoms/1177729586

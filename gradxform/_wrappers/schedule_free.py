@@ -55,6 +55,7 @@ class _ScheduleFree(Transform):
   weight_lr_power: Any
   state_dtype: Optional[Any] = static_field(default=None)
   State = ScheduleFreeState
+  recorded = ("b1",)  # schedule_free_eval_params reads it from the state
 
   def init_fields(self, params):
     _tree.require_params("schedule_free", params, "keep the base optimizer's sequence z", "init")

@@ -13,7 +13,7 @@ import numpy as np
 
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation, call_update, extra_names
-from gradxform._core.hyperparams import Hyperparams
+from gradxform._core.records import Hyperparams
 from gradxform._core.module import static_field
 
 __all__ = ["InjectHyperparamsState", "inject_hyperparams"]
