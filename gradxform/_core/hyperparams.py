@@ -5,8 +5,12 @@ numeric fields are hyperparameters. Each one may be a Python number, an array
 (a traced value under ``jit``/``vmap``/``grad`` included) or a schedule
 ``count -> value``. The transform's state always starts with two fields:
 
-* ``count``: int32 scalar, the number of updates applied so far;
-* ``hyperparams``: a :class:`Hyperparams` mapping ``{name: value}``. For a
+* ``count``: int32 scalar, the number of updates applied so far; ``None``
+  when the rule does not read it (``Transform.counts``) and no hyperparameter
+  follows a schedule, and in a nested transform updated with its parent's
+  count (:func:`nested_state`);
+* ``hyperparams``: a :class:`~gradxform.Hyperparams` mapping ``{name: value}``
+  (:class:`~gradxform.NoHyperparams` when it holds nothing). For a
   hyperparameter moved into the state by :func:`gradxform.inject` it is the
   *input* the next update reads (float32 or wider), written with
   :func:`gradxform.set_hyperparams` or ``state.hyperparams[name] = value``. For
