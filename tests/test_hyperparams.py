@@ -97,7 +97,7 @@ def test_population_state_records_each_members_hyperparameters():
   params = cast(initial_params(), jnp.float32)
   _, state = jax.vmap(lambda lr: _train(gx.sgd(lr, momentum=0.9), params, steps=2))(lrs)
   assert len(state[-1].hyperparams) == 0  # constants (each member's optimizer holds its own)
-  np.testing.assert_array_equal(state[0].count, [2, 2, 2])
+  assert state[0].count is None  # momentum without dampening does not read the step
   # a schedule per member: each member's state records its own value at the last update
   make = lambda lr: gx.sgd(gx.schedules.linear(lr, 0.0, 4), momentum=0.9)
   _, state = jax.vmap(lambda lr: _train(make(lr), params, steps=2))(lrs)

@@ -159,3 +159,40 @@ def test_float16_params_with_zero_gradients_never_nan():
     # tiny gradients that underflow when squared in float16
     updates, state = opt.update(jax.tree.map(lambda p: jnp.full_like(p, 1e-4), params), state, params)
     assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates)), case.id
+
+
+@pytest.mark.parametrize("name", ["sgd_momentum", "rmsprop", "rmsprop_momentum", "adagrad", "adadelta", "adam",
+                                  "adamw", "adamax", "lamb", "lars", "lion", "amsgrad"])
+def test_state_holds_the_buffers_optax_holds(name):
+  """No bookkeeping buffer beyond optax's: each crosses every jitted step's boundary twice."""
+  optax = pytest.importorskip("optax")
+  make = {"sgd_momentum": lambda m: m.sgd(0.1, momentum=0.9), "rmsprop": lambda m: m.rmsprop(1e-3),
+          "rmsprop_momentum": lambda m: m.rmsprop(1e-3, momentum=0.9), "adagrad": lambda m: m.adagrad(0.1),
+          "adadelta": lambda m: m.adadelta(1.0), "adam": lambda m: m.adam(1e-3), "adamw": lambda m: m.adamw(1e-3),
+          "adamax": lambda m: m.adamax(1e-3), "lamb": lambda m: m.lamb(1e-3), "lars": lambda m: m.lars(1e-3),
+          "lion": lambda m: m.lion(1e-4), "amsgrad": lambda m: m.amsgrad(1e-3)}[name]
+  params = _params()
+  with jax.numpy_dtype_promotion("standard"):
+    theirs = [(x.shape, x.dtype) for x in jax.tree.leaves(make(optax).init(params))]
+  ours = [(x.shape, x.dtype) for x in jax.tree.leaves(make(gx).init(params))]
+  assert sorted(ours, key=str) == sorted(theirs, key=str)
+
+
+def test_a_nested_stage_counts_with_its_parent():
+  """RMSprop without bias correction keeps no count; given a bias-corrected numerator it keeps one, which the
+  numerator uses (its own is None), also with the optimizer passed into a jitted step as an argument."""
+  params = {"w": jnp.asarray([1.0, -2.0])}
+  grads = [{"w": jnp.asarray([0.5, 1.5])}, {"w": jnp.asarray([-1.0, 0.25])}, {"w": jnp.zeros(2)}]
+  assert gx.scale_by_rms(0.9).init(params).count is None
+  opt = gx.scale_by_rms(0.9, numerator=gx.ema(0.8, debias=True))
+  state = opt.init(params)
+  assert int(state.count) == 0 and state.numerator.count is None
+  step = jax.jit(lambda opt, g, s: opt.update(g, s))
+  m = v = np.zeros(2)
+  for t, g in enumerate(grads, start=1):
+    updates, state = step(opt, g, state)
+    g = np.asarray(g["w"], np.float64)
+    m, v = 0.8 * m + 0.2 * g, 0.9 * v + 0.1 * g * g
+    expected = np.divide(m / (1 - 0.8 ** t), np.sqrt(v) + 1e-8)
+    np.testing.assert_allclose(updates["w"], expected, rtol=1e-6)
+  assert int(state.count) == 3 and state.numerator.count is None

@@ -70,6 +70,9 @@ class Transform(GradientTransformation):
   # decay, a clip) keeps ``count = None`` unless one of its hyperparameters follows a schedule: an unused
   # count is one more buffer in and out of every jitted step (as ``optax.scale`` keeps no count).
   counts = True
+  # Fields holding transforms updated exactly once per update of this one (Adam's first-moment ``ema`` in
+  # ``scale_by_rms``): they use this state's count instead of keeping their own (see ``nested_state``).
+  nested = ()
   # Hyperparameters the state records even when constant: a function reading only the state needs them
   # (``schedule_free_eval_params`` reads ``b1``).
   recorded = ()
@@ -183,16 +186,21 @@ class Transform(GradientTransformation):
         isinstance(getattr(self, name), InState) for name in self.hyperparameter_names())
 
   def keeps_count(self) -> bool:
-    """Whether the state has a ``count``: the rule reads it (``counts``), or a hyperparameter is scheduled."""
+    """Whether the state has a ``count``: the rule reads it (``counts``), a hyperparameter is scheduled,
+    or a nested transform needs one. Decided by the structure (static fields, which values are
+    schedules), never by a value, so the state's structure is the same under ``jit`` and outside it."""
     return self.counts or any(
         callable(value) and not isinstance(value, InState)
-        for value in (getattr(self, name) for name in self.hyperparameter_names()))
+        for value in (getattr(self, name) for name in self.hyperparameter_names())) or any(
+        isinstance(getattr(self, name), Transform) and getattr(self, name).keeps_count() for name in self.nested)
 
   def init(self, params):
     check_floating(self.transform_name(), params, "parameter", allow_complex=self.complex_ok)
     count = jnp.zeros([], jnp.int32) if self.keeps_count() else None
-    return self.State(count=count, hyperparams=self._record(self.resolve(count)),
-                      **self._with_initial_values().init_fields(params))
+    fields = dict(self._with_initial_values().init_fields(params))
+    if count is not None:
+      fields.update({name: nested_state(fields[name]) for name in self.nested})
+    return self.State(count=count, hyperparams=self._record(self.resolve(count)), **fields)
 
   def update(self, updates, state, params=None, **extra):
     if state is None and self._keeps_nothing():  # optax code passes None to a stateless transform
@@ -208,8 +216,14 @@ class Transform(GradientTransformation):
           "constant hyperparameters), but this one follows a schedule, which is evaluated at the count. "
           "Pass the state made by this optimizer's init().")
     hp = self.resolve(state.count, state.hyperparams)
+    if state.count is not None and self.nested:  # each nested transform updates with this count
+      state = state._replace(**{name: with_parent_count(getattr(state, name), state.count) for name in self.nested})
     updates, fields = self.apply(updates, state, params, hp, **extra)
-    count = None if state.count is None else increment(state.count)
+    if state.count is None:
+      count = None
+    else:
+      count = increment(state.count)
+      fields = {**fields, **{name: nested_state(fields[name]) for name in self.nested if name in fields}}
     return updates, state._replace(count=count, hyperparams=self._record(hp), **fields)
 
 

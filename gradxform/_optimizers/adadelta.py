@@ -31,6 +31,7 @@ class _ScaleByAdadelta(Transform):
   rho: Any
   eps: Any
   State = ScaleByAdadeltaState
+  counts = False  # the rule does not depend on the step
 
   def init_fields(self, params):
     return {"square_avg": _tree.zeros_like("scale_by_adadelta", params),

@@ -35,6 +35,10 @@ class _ScaleByAdagrad(Transform):
   lr_decay: Any = None  # None: no decay (then not a hyperparameter)
   State = ScaleByAdagradState
 
+  @property
+  def counts(self) -> bool:  # the step enters only torch's learning-rate decay
+    return self.lr_decay is not None
+
   def init_fields(self, params):
     zeros = _tree.zeros_like("scale_by_adagrad", params)
     init = self.initial_accumulator_value  # a complex leaf's components both start at it, as torch

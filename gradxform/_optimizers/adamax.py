@@ -37,6 +37,8 @@ class _ScaleByAdamax(Transform):
   numerator: GradientTransformation
   nu_dtype: Optional[Any] = static_field(default=None)
   State = ScaleByAdamaxState
+  counts = False  # its own rule does not read the step
+  nested = ("numerator",)  # the bias-corrected first moment uses this count
 
   def init_fields(self, params):
     return {"inf_norm": _tree.zeros_like("scale_by_adamax", params, self.nu_dtype),

@@ -12,8 +12,7 @@ from gradxform._core import guards as _guards
 from gradxform._core import tree as _tree
 from gradxform._core.base import GradientTransformation, identity
 from gradxform._core.chain import chain
-from gradxform._core.hyperparams import (Transform, check_hyperparameter, is_literal_zero, named, nested_state,
-                                         step_number, with_parent_count)
+from gradxform._core.hyperparams import Transform, check_hyperparameter, is_literal_zero, named, step_number
 from gradxform._core.module import static_field
 from gradxform._transforms.accumulators import trace
 from gradxform._transforms.options import check_dtype_option, check_flag, gradient_preamble
@@ -31,10 +30,12 @@ class ScaleByRmsState(NamedTuple):
   mean of gradients (``None`` unless centered); ``nu_max`` the running maximum
   of ``nu`` (of ``nu / (1 - ρ^t)`` with ``debias_before_max``; ``None`` unless
   amsgrad); ``numerator`` the state of the
-  numerator transform (Adam's first moment lives at ``numerator.ema``).
+  numerator transform (Adam's first moment lives at ``numerator.ema``). ``count``
+  is kept when the bias correction (``debias``) or the numerator reads it, and
+  is then the numerator's count too (its own ``count`` is ``None``).
   """
 
-  count: jax.Array  # int32 scalar
+  count: Optional[jax.Array]  # int32 scalar
   hyperparams: dict
   nu: Any
   grad_avg: Any
@@ -57,6 +58,11 @@ class _ScaleByRms(Transform):
   initial_scale: Any = None  # None: v_0 = 0 (then not a hyperparameter)
   public_names: tuple = static_field(default=())  # ((internal, public), ...): names for messages
   State = ScaleByRmsState
+  nested = ("numerator",)  # updated once per update: it uses this count (Adam's m and v share one)
+
+  @property
+  def counts(self) -> bool:  # the step enters only the bias correction
+    return self.debias
 
   def init_fields(self, params):
     zeros = lambda: _tree.zeros_like(self.name, params, self.dtype)
@@ -68,16 +74,13 @@ class _ScaleByRms(Transform):
         "nu": nu,
         "grad_avg": zeros() if self.centered else None,
         "nu_max": zeros() if self.amsgrad else None,
-        "numerator": nested_state(self.numerator.init(params)),  # its count is this state's
+        "numerator": self.numerator.init(params),
     }
 
   def apply(self, updates, state, params, hp, **extra):
-    numerator, numerator_state = self.numerator.update(
-        updates, with_parent_count(state.numerator, state.count), params, **extra)
-    numerator_state = nested_state(numerator_state)
+    numerator, numerator_state = self.numerator.update(updates, state.numerator, params, **extra)
     centered, amsgrad, debias_before_max = self.centered, self.amsgrad, self.debias_before_max
-    t = step_number(state, hp, "decay")
-    correction = 1 - hp["decay"] ** t if self.debias else jnp.ones_like(hp["decay"])
+    correction = 1 - hp["decay"] ** step_number(state, hp, "decay") if self.debias else jnp.ones_like(hp["decay"])
 
     def rule(g, nu, nu_max, grad_avg, num, decay, decay_rest, decay_forget, eps, eps_root, correction, stored):
       nu, = stored(_guards.decayed(decay, nu, decay_forget) + decay_rest * g * g)  # amsgrad's maximum: of stored values

@@ -38,6 +38,10 @@ class _Trace(Transform):
   unrounded_update: bool = static_field(default=False)
   State = TraceState
 
+  @property
+  def counts(self) -> bool:  # the step enters only torch's undamped first buffer
+    return self.dampening is not None
+
   def init_fields(self, params):
     return {"trace": _tree.zeros_like("trace", params, self.dtype)}
 

@@ -50,6 +50,7 @@ class _BlockScale(Transform):
   """Shared ``apply``: ``u = g · factor(g, p)`` per leaf, with the parameters required."""
 
   State = BlockScaleState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
     name = self.transform_name()
@@ -187,6 +188,7 @@ class _NormalizeByUpdateNorm(Transform):
   scale_factor: Any
   eps: Any
   State = BlockScaleState
+  counts = False  # the rule does not depend on the step
 
   def apply(self, updates, state, params, hp, **extra):
     name = "normalize_by_update_norm"
