@@ -65,7 +65,7 @@ def test_packed_training_benchmark_quick():
   """``benchmarks/packed_training.py --quick``: both steps compile, agree after one step, and are tabled."""
   stdout, output = run_quick("packed_training.py")
   assert "WARNING" not in output, output
-  assert stdout.count(" -> HOLDS") + stdout.count(" -> FAILS") >= 20, output
+  assert re.search(r"packed / per leaf: step \d+\.\d+x, compile \d+\.\d+x", stdout), output
   match = re.search(r"after one step, max \|packed - per leaf\| = ([\d.e+-]+)", stdout)
   assert match and float(match.group(1)) <= 1e-6, output
   for row in ("per leaf", "packed"):
