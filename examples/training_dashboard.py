@@ -15,7 +15,8 @@ last epochs (torch's ``swa_model.update_parameters`` once per epoch).
 
 The whole run is one jitted ``lax.scan``; at every step it returns ``gx.diagnostics(state)`` (gradient norm
 before and after clipping, clipped fraction, update and parameter norms, the plateau's scale, the number
-of averaged parameter sets, every hyperparameter) with the minibatch loss, the validation loss of the
+of averaged parameter sets; a scheduled or injected hyperparameter too, none here: the constants are the
+optimizer's, e.g. ``LEARNING_RATE``) with the minibatch loss, the validation loss of the
 current parameters and of the SWA average. They are written to ``training_dashboard.csv`` (one row per
 step) and drawn in ``training_dashboard.png``; a short table per epoch is printed.
 
@@ -41,10 +42,11 @@ import gradxform as gx  # noqa: E402
 from digits_mlp import BATCH_SIZE, accuracy, init_params, load_data, loss_fn  # noqa: E402  (the same MLP and data)
 
 MAX_NORM = 0.3  # clips the first few epochs' steps
+LEARNING_RATE = 3e-3
 
 
 def make_optimizer(steps_per_epoch, swa_start_epoch):
-  core = gx.chain(gx.clip_by_global_norm(MAX_NORM), gx.adamw(3e-3, weight_decay=1e-2),
+  core = gx.chain(gx.clip_by_global_norm(MAX_NORM), gx.adamw(LEARNING_RATE, weight_decay=1e-2),
                   gx.reduce_on_plateau(factor=0.5, patience=2 * steps_per_epoch, cooldown=steps_per_epoch))
   # Average once per epoch, after its last step, from swa_start_epoch on.
   return gx.swa(gx.monitor(core), start_step=(swa_start_epoch + 1) * steps_per_epoch - 1,
@@ -73,7 +75,7 @@ def train(opt, params, data, batches):
 
 def short(name):
   """A column name without the state path: ``inner_state/inner_state/0/grad_norm_before_clip`` → the last part
-  (hyperparameters keep their stage: ``hyperparams/.../1/learning_rate`` → ``learning_rate``)."""
+  (a scheduled hyperparameter keeps its stage: ``hyperparams/.../1/learning_rate`` → ``learning_rate``)."""
   return name.rsplit("/", 1)[-1]
 
 
@@ -146,7 +148,7 @@ def main():
   ax.set_yscale("log")
   ax.set_title("gradient norm")
   ax = axes[1, 0]
-  ax.plot(t, col["plateau_scale"] * col["learning_rate"], lw=1.5, label="learning rate × plateau scale")
+  ax.plot(t, col["plateau_scale"] * LEARNING_RATE, lw=1.5, label="learning rate × plateau scale")
   ax.set_yscale("log")
   ax.set_title("learning rate (reduce_on_plateau)")
   ax = axes[1, 1]
