@@ -116,6 +116,30 @@ def check_data_parallel_step_matches_one_device():
   close(train(gx.muon(0.02), params, xs)[0], one_device, "data parallel")
 
 
+def check_explicit_axes_step_matches_one_device():
+  """Under ``jax.set_mesh`` with ``Explicit`` axes (``jax.make_mesh``'s default), where Newton-Schulz runs with
+  them as ``Auto``: the parameters keep their shardings and equal the one-device run."""
+  host, _ = setup()
+  elementwise = lambda p: sum(jnp.sum(0.5 * v * v + 0.05 * jnp.sin(3.0 * v)) for v in jax.tree.leaves(p))
+
+  def run(params):
+    opt = gx.muon(0.02)
+    step = jax.jit(lambda p, s: (lambda u, s: (gx.apply_updates(p, u), s))(
+        *opt.update(jax.grad(elementwise)(p), s, p)))
+    state = opt.init(params)
+    for _ in range(3):
+      params, state = step(params, state)
+    return params
+
+  one_device = run(jax.device_put(host, jax.devices()[0]))
+  mesh = jax.make_mesh((4, 2), ("data", "model"))
+  params = {k: jax.device_put(v, NamedSharding(mesh, SPECS[k][1])) for k, v in host.items()}
+  with jax.set_mesh(mesh):
+    sharded = run(params)
+  close(sharded, one_device, "Explicit axes")
+  for k, leaf in sharded.items():
+    assert leaf.sharding.is_equivalent_to(params[k].sharding, leaf.ndim), k
+
 if __name__ == "__main__":
   results = {}
   for name, fn in list(globals().items()):

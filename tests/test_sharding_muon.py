@@ -12,7 +12,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "sharding_checks_muon.py"
 CHECKS = ["init_follows_parameter_sharding", "two_d_sharded_step_matches_one_device",
-          "data_parallel_step_matches_one_device"]
+          "data_parallel_step_matches_one_device", "explicit_axes_step_matches_one_device"]
 
 
 @pytest.fixture(scope="module")
