@@ -153,15 +153,18 @@ class NoHyperparams(NamedTuple):
   scheduled = frozenset()
   held = frozenset()
 
-  def __getitem__(self, name: Any) -> Any:
-    raise KeyError(
+  def _refuse(self, name: Any) -> KeyError:
+    return KeyError(
         f"hyperparams: no {name!r} in this state: this transform's hyperparameters are constants "
         "held by the optimizer (the values it was built with), which the state does not record. "
         "Build the optimizer with gx.inject(...) to hold them in the state, where they can be read "
         "and written between steps.")
 
+  def __getitem__(self, name: Any) -> Any:
+    raise self._refuse(name)
+
   def __setitem__(self, name: Any, value: Any) -> None:
-    self[name]  # raises, saying why
+    raise self._refuse(name)
 
   def __iter__(self):
     return iter(())
@@ -177,12 +180,6 @@ class NoHyperparams(NamedTuple):
 
   def get(self, name: Any, default: Any = None) -> Any:
     return default
-
-  def _refuse(self, name: Any) -> Exception:
-    try:
-      self[name]
-    except KeyError as error:
-      return error
 
   def replaced(self, changes: Mapping[str, Any], where: str = "hyperparams") -> "NoHyperparams":
     for name in changes:

@@ -193,7 +193,11 @@ def _explicit_mesh(tree: Any):
 
 def with_auto_axes(fn: Any, args: tuple, out_like: Any) -> Any:
   """``fn(*args)``; on a mesh with ``Explicit`` axes, run with them as ``Auto`` (XLA propagates the
-  shardings of the reshapes, einsums and gathers) and the outputs sharded as ``out_like``."""
+  shardings of the reshapes, einsums and gathers) and the outputs sharded as ``out_like``.
+
+  Every array ``fn`` reads must come in ``args``, hyperparameters included: one closed over keeps its
+  ``Explicit`` typing (a known hyperparameter is a concrete array on the caller's mesh), and the ``Auto``
+  region refuses to mix it with its own values."""
   mesh = _explicit_mesh((args, out_like))
   if mesh is None:
     return fn(*args)

@@ -136,9 +136,8 @@ def _orthogonalize(g: jax.Array, axes: tuple, coefficients, eps, eps_mode, dtype
   """Newton-Schulz on every matrix of ``g``: batch axes vmapped, reduction/output axes flattened.
 
   On a mesh with ``Explicit`` axes the iteration runs with them as ``Auto`` (a Gram matrix contracts a
-  sharded axis: XLA reduces it) and the result comes back sharded as ``g``. ``eps`` goes in as an argument:
-  a known hyperparameter is a concrete array typed on the caller's (Explicit) mesh, which the Auto
-  region refuses to mix with its own values.
+  sharded axis: XLA reduces it) and the result comes back sharded as ``g``; ``eps`` goes in as an
+  argument, as :func:`~gradxform._transforms.kronecker.with_auto_axes` requires.
   """
   return with_auto_axes(lambda g, eps: _orthogonalize_matrices(g, axes, coefficients, eps, eps_mode, dtype),
                         (g, jnp.asarray(eps)), g)
