@@ -196,3 +196,12 @@ def test_a_nested_stage_counts_with_its_parent():
     expected = np.divide(m / (1 - 0.8 ** t), np.sqrt(v) + 1e-8)
     np.testing.assert_allclose(updates["w"], expected, rtol=1e-6)
   assert int(state.count) == 3 and state.numerator.count is None
+
+
+def test_a_count_less_state_given_to_a_scheduled_transform_is_refused():
+  params = {"w": jnp.ones(3)}
+  state = gx.scale_by_learning_rate(0.1).init(params)
+  assert state.count is None
+  scheduled = gx.scale_by_learning_rate(gx.schedules.linear(0.1, 0.0, 10))
+  with pytest.raises(ValueError, match=r"scale_by_learning_rate: the state has no count.*schedule.*init\(\)"):
+    scheduled.update(params, state)

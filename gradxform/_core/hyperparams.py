@@ -212,9 +212,9 @@ class Transform(GradientTransformation):
           "init() or update() (inside a chain, states are positional: one per stage).")
     if state.count is None and self.keeps_count():
       raise ValueError(
-          f"{self.transform_name()}: the state has no count (it was made by this transform with "
-          "constant hyperparameters), but this one follows a schedule, which is evaluated at the count. "
-          "Pass the state made by this optimizer's init().")
+          f"{self.transform_name()}: the state has no count (it was made by a transform that needs "
+          "none), but this one needs it (a hyperparameter follows a schedule, evaluated at the count, "
+          "or the rule reads the step). Pass the state made by this optimizer's init().")
     hp = self.resolve(state.count, state.hyperparams)
     if state.count is not None and self.nested:  # each nested transform updates with this count
       state = state._replace(**{name: with_parent_count(getattr(state, name), state.count) for name in self.nested})
